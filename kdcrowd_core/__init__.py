@@ -1,0 +1,6 @@
+"""kdcrowd: quality of crowdsourced labels — worker expertise, truth inference, KD-Crowd."""
+from .errors import CrowdDataError
+from .data import CrowdData, ReadReport
+
+__version__ = "0.1.0"
+__all__ = ["CrowdData", "ReadReport", "CrowdDataError", "__version__"]
