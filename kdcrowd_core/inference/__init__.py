@@ -1,0 +1,19 @@
+"""Truth inference without features.
+
+Every method is registered by name (``get_method("dawid_skene")``) and has the
+Crowd-Kit face (``fit``, ``fit_predict``, ``fit_predict_proba`` on a DataFrame
+with columns ``task, worker, label``) plus the array face on
+:class:`~kdcrowd_core.data.CrowdData`.
+"""
+from .base import BaseInference, available_methods, expected_confusion, get_method, register
+from .majority_vote import MajorityVote, expected_tie_accuracy
+from .dawid_skene import DawidSkene
+from .one_coin import GLAD, OneCoinDawidSkene
+
+#: The method the CLI and the dashboard use when the user picks none.
+#: Chosen by measurement: see docs/inference.md and benchmarks/inference_accuracy.py.
+DEFAULT_METHOD = "dawid_skene"
+
+__all__ = ["BaseInference", "MajorityVote", "DawidSkene", "OneCoinDawidSkene", "GLAD",
+           "available_methods", "get_method", "register", "expected_confusion",
+           "expected_tie_accuracy", "DEFAULT_METHOD"]
