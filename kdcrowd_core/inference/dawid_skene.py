@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -48,6 +49,8 @@ class DawidSkene(BaseInference):
         "auto" (cuda, mps, cpu), "cpu", "cuda", ...
     dtype : str, default "float32"
         "float32" (fast) or "float64".
+    callback : callable(iteration, mean_loglik) or None
+        Called after every EM iteration (progress bars).
 
     Fitted attributes
     -----------------
@@ -64,6 +67,7 @@ class DawidSkene(BaseInference):
     initial_matrices: np.ndarray | None = field(default=None)
     device: str = "auto"
     dtype: str = "float32"
+    callback: Callable[[int, float], None] | None = field(default=None, compare=False)
 
     def _fit(self, data: CrowdData) -> np.ndarray:
         dev = resolve_device(self.device)
@@ -109,6 +113,8 @@ class DawidSkene(BaseInference):
             q, ll = self._e_step(op, logT, log_prior)
             q = clamp(q)
             history.append(ll / n_ans)
+            if self.callback is not None:
+                self.callback(it, history[-1])
             if len(history) > 1 and abs(history[-1] - history[-2]) < self.tol:
                 converged = True
                 break

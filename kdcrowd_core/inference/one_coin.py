@@ -1,7 +1,8 @@
 """One-coin Dawid-Skene and GLAD: one accuracy per worker (GLAD: times item easiness)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,7 @@ class OneCoinDawidSkene(BaseInference):
     alpha: float = 1.0
     use_gold: bool = True
     device: str = "auto"
+    callback: Callable[[int, float], None] | None = field(default=None, compare=False)
 
     def _fit(self, data: CrowdData) -> np.ndarray:
         dev = resolve_device(self.device)
@@ -99,6 +101,8 @@ class OneCoinDawidSkene(BaseInference):
             acc, log_prior = self._m(em, q, n_r)
             q, ll = em.e_step(acc[em.worker], log_prior, gi, gv)
             hist.append(ll / data.n_answers)
+            if self.callback is not None:
+                self.callback(it, hist[-1])
             if len(hist) > 1 and abs(hist[-1] - hist[-2]) < self.tol:
                 break
         acc, log_prior = self._m(em, q, n_r)
@@ -137,6 +141,7 @@ class GLAD(BaseInference):
     lr: float = 0.1
     use_gold: bool = True
     device: str = "auto"
+    callback: Callable[[int, float], None] | None = field(default=None, compare=False)
 
     def _fit(self, data: CrowdData) -> np.ndarray:
         dev = resolve_device(self.device)
@@ -172,6 +177,8 @@ class GLAD(BaseInference):
                 s = torch.sigmoid(alpha[em.worker] * b.exp()[em.item])
                 q, llv = em.e_step(s, log_prior, gi, gv)
             hist.append(llv / data.n_answers)
+            if self.callback is not None:
+                self.callback(it, hist[-1])
             if len(hist) > 1 and abs(hist[-1] - hist[-2]) < self.tol:
                 break
         with torch.no_grad():

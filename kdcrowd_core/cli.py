@@ -1,0 +1,251 @@
+"""The ``kdcrowd`` command.
+
+Every command has ``--help``.  Bad input ends with exit status 2 and one line
+on stderr saying what is wrong and how to fix it (``--debug`` shows the
+traceback instead).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import CrowdDataError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+
+
+# ----------------------------------------------------------------- helpers
+def _progress(desc: str, total: int | None, quiet: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="it", disable=quiet, leave=False, file=sys.stderr)
+
+
+def _load(answers: str, args, *, gold: str | None = None, features: str | None = None):
+    from .io import load_crowd
+    kw = {}
+    for k in ("item", "worker", "label", "format"):
+        v = getattr(args, k, None)
+        if v:
+            kw[k] = v
+    return load_crowd(answers, gold=gold, features=features, **kw)
+
+
+def _fit_method(data, name: str | None, quiet: bool, device: str = "auto", clamp_gold: bool = False):
+    from .inference import get_method
+    method = get_method(name)
+    if hasattr(method, "use_gold"):
+        method.use_gold = clamp_gold
+    if hasattr(method, "device"):
+        method.device = device
+    bar = _progress(f"{method.name}", getattr(method, "n_iter", None), quiet)
+    if hasattr(method, "callback"):
+        method.callback = lambda it, ll: bar.update(1)
+    t0 = time.perf_counter()
+    method.fit(data)
+    bar.close()
+    return method, time.perf_counter() - t0
+
+
+def _echo(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(msg)
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("reading answers")
+    g.add_argument("--format", choices=["auto", "long", "wide", "mturk", "toloka", "labelstudio"], default="auto",
+                   help="answers file layout (default: detect)")
+    g.add_argument("--item", help="name of the item column (default: detect)")
+    g.add_argument("--worker", help="name of the worker column (default: detect)")
+    g.add_argument("--label", help="name of the label column (default: detect)")
+
+
+def _write_df(df: pd.DataFrame, path: str) -> None:
+    from .io.writers import write_table
+    write_table(df, path)
+
+
+# ----------------------------------------------------------------- commands
+def cmd_validate(args) -> int:
+    from .io import read_features, read_gold
+    ok = True
+    for f in args.files:
+        data = _load(f, args)
+        for rep in data.report:
+            print(rep.to_text())
+        print(f"  -> {data.n_items} items, {data.n_workers} workers, {data.n_classes} classes "
+              f"({', '.join(map(str, data.classes[:12]))}{', ...' if data.n_classes > 12 else ''}), "
+              f"{data.n_answers} answers; answers per item: min {data.answers_per_item().min()}, "
+              f"median {int(np.median(data.answers_per_item()))}, max {data.answers_per_item().max()}")
+        if args.gold:
+            g = read_gold(args.gold)
+            data = data.with_gold(g, source=args.gold)
+            print(f"{args.gold} (gold): {len(g)} labels, {int(data.gold_mask.sum())} on answered items")
+        if args.features:
+            X, ids, names = read_features(args.features)
+            data = data.with_features(X, ids, feature_names=names, source=args.features)
+            print(f"{args.features} (features): {X.shape[0]} rows x {X.shape[1]} features; all answered items covered")
+    return 0 if ok else EXIT_BAD_INPUT
+
+
+def cmd_aggregate(args) -> int:
+    data = _load(args.answers, args, gold=args.gold)
+    method, secs = _fit_method(data, args.method, args.quiet, args.device, args.clamp_gold)
+    q = method.proba_array_
+    lab = q.argmax(axis=1)
+    out = pd.DataFrame({"item": data.item_ids, "label": data.classes.take(lab), "confidence": q.max(axis=1)})
+    for k, c in enumerate(data.classes):
+        out[f"prob_{c}"] = q[:, k]
+    _write_df(out, args.output)
+    _echo(f"{method.name}: {data.n_items} items, {data.n_workers} workers, {data.n_answers} answers "
+          f"in {secs:.2f} s -> {args.output}", args.quiet)
+    if data.has_gold:
+        m = data.gold_mask
+        acc = float((lab[m] == data.gold[m]).mean())
+        if args.clamp_gold:
+            print(f"gold labels of {int(m.sum())} items were clamped (used as known truths); "
+                  "run without --clamp-gold to measure accuracy against them")
+        else:
+            print(f"accuracy against gold on {int(m.sum())} items: {acc:.4f}")
+    return 0
+
+
+def cmd_workers(args) -> int:
+    from .metrics import worker_stats
+    data = _load(args.answers, args, gold=args.gold)
+    method, secs = _fit_method(data, args.method, args.quiet, args.device, clamp_gold=bool(args.gold))
+    table = worker_stats(data, method.proba_array_, method.worker_matrices_,
+                         prior=getattr(method, "prior_", None))
+    table = table.reset_index()
+    _write_df(table, args.output)
+    _echo(f"{method.name}: {data.n_workers} workers in {secs:.2f} s -> {args.output}", args.quiet)
+    if args.matrices:
+        from .io.writers import write_json
+        write_json(matrices_json(data, method.worker_matrices_, method.name), args.matrices)
+        _echo(f"worker matrices -> {args.matrices}", args.quiet)
+    return 0
+
+
+def matrices_json(data, T: np.ndarray, method: str) -> dict:
+    """Worker matrices as JSON: ``workers[id][true][answer]`` probabilities."""
+    return {
+        "method": method,
+        "layout": "matrix[i][j] = P(worker answers classes[j] | true class is classes[i])",
+        "classes": [str(c) for c in data.classes],
+        "workers": {str(w): np.round(T[r], 6).tolist() for r, w in enumerate(data.worker_ids)},
+    }
+
+
+def cmd_simulate(args) -> int:
+    from .simulate import simulate_crowd
+    lo, hi = args.answers_per_item
+    sim = simulate_crowd(n_items=args.items, n_classes=args.classes, n_features=args.features,
+                         n_workers=args.workers, answers_per_item=(lo, hi), gold_fraction=args.gold_fraction,
+                         n_test=args.test, instance_noise=args.instance_noise, seed=args.seed)
+    sim.to_files(args.output)
+    d = sim.data
+    _echo(f"simulated {d.n_items} items, {d.n_workers} workers, {d.n_classes} classes, {d.n_answers} answers "
+          f"-> {args.output}", args.quiet)
+    return 0
+
+
+# -------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from .inference import DEFAULT_METHOD, available_methods
+    p = argparse.ArgumentParser(prog="kdcrowd", description="Quality of crowdsourced labels: worker expertise, "
+                                "true labels and KD-Crowd training.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="read files and report what was read and what was skipped and why")
+    v.add_argument("files", nargs="+", metavar="FILE", help="answers file(s)")
+    v.add_argument("--gold", help="gold labels file (item, label)")
+    v.add_argument("--features", help="item features file")
+    _add_read_options(v)
+    v.set_defaults(func=cmd_validate)
+
+    methods = ", ".join(available_methods())
+    a = sub.add_parser("aggregate", help="infer the true label of every item")
+    a.add_argument("answers", metavar="ANSWERS")
+    a.add_argument("--method", default=None, help=f"one of {methods} (default {DEFAULT_METHOD})")
+    a.add_argument("--gold", help="gold labels (item, label): accuracy against them is printed")
+    a.add_argument("--clamp-gold", action="store_true",
+                   help="use the gold labels as known truths during inference (semi-supervised)")
+    a.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    a.add_argument("-o", "--output", required=True, metavar="OUT.csv",
+                   help="columns item, label, confidence, prob_<class>...")
+    _add_read_options(a)
+    a.set_defaults(func=cmd_aggregate)
+
+    w = sub.add_parser("workers", help="estimate each worker's expertise (confusion matrix)")
+    w.add_argument("answers", metavar="ANSWERS")
+    w.add_argument("--method", default=None, help=f"one of {methods} (default {DEFAULT_METHOD})")
+    w.add_argument("--gold", help="gold labels: adds gold accuracy per worker")
+    w.add_argument("--device", default="auto")
+    w.add_argument("-o", "--output", required=True, metavar="WORKERS.csv")
+    w.add_argument("--matrices", metavar="MATRICES.json", help="also write every worker's K x K matrix")
+    _add_read_options(w)
+    w.set_defaults(func=cmd_workers)
+
+    s = sub.add_parser("simulate", help="write a synthetic crowd with known truth and worker matrices")
+    s.add_argument("--items", type=int, default=1000)
+    s.add_argument("--classes", type=int, default=5)
+    s.add_argument("--workers", type=int, default=50)
+    s.add_argument("--features", type=int, default=16, help="feature dimensions (0 = none)")
+    s.add_argument("--answers-per-item", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"))
+    s.add_argument("--gold-fraction", type=float, default=0.1)
+    s.add_argument("--instance-noise", type=float, default=0.0)
+    s.add_argument("--test", type=int, default=0, help="held-out test items")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_simulate)
+
+    try:
+        from .cli_train import add_train_parser
+    except ImportError:  # pragma: no cover - trainer not installed
+        pass
+    else:
+        add_train_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or 0)
+    except CrowdDataError as e:
+        if args.debug:
+            raise
+        print(f"kdcrowd {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        if args.debug:
+            raise
+        print(f"kdcrowd {args.command}: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"kdcrowd {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # never a bare traceback
+        if args.debug:
+            raise
+        print(f"kdcrowd {args.command}: internal error: {type(e).__name__}: {e} "
+              "(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
