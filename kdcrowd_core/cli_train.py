@@ -1,0 +1,157 @@
+"""``kdcrowd train``: the KD-Crowd pipeline from files to a run folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import CrowdDataError
+
+
+def add_train_parser(sub) -> None:
+    t = sub.add_parser(
+        "train", help="train a teacher crowd model, a KD-Crowd student and stage 2 on item features",
+        description="Writes DIR/labels.csv, DIR/workers.csv, DIR/worker_matrices.json, "
+                    "DIR/test_predictions.csv (with --test-features) and DIR/summary.json.")
+    t.add_argument("answers", metavar="ANSWERS")
+    t.add_argument("--features", required=True, metavar="F", help="features of the answered items")
+    t.add_argument("--gold", metavar="G", help="gold labels of some answered items (for accuracy only)")
+    t.add_argument("--valid-features", metavar="VF", help="validation items' features (model selection only)")
+    t.add_argument("--valid-gold", metavar="VG", help="validation items' labels")
+    t.add_argument("--test-features", metavar="TF", help="held-out items to predict")
+    t.add_argument("--test-gold", metavar="TG", help="held-out items' labels (for test accuracy)")
+    t.add_argument("--teacher", default=None, help="teacher crowd model (default: the measured best)")
+    t.add_argument("--distill", default=None, help="student loss: mig-kl, mig-pearson, mig-hellinger, kl, ce")
+    t.add_argument("--robust", default=None, help="student robust technique (see docs/kd.md)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs for every stage (default: per-stage defaults)")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, metavar="DIR")
+    t.add_argument("--format", choices=["auto", "long", "wide", "mturk", "toloka", "labelstudio"], default="auto")
+    t.add_argument("--item")
+    t.add_argument("--worker")
+    t.add_argument("--label")
+    t.set_defaults(func=cmd_train)
+
+
+def _labels_to_codes(series: pd.Series, ids: pd.Index, classes: pd.Index, path: str) -> np.ndarray:
+    from .data import _coerce_like, _normalise_labels
+    s = pd.Series(_normalise_labels(pd.Series(series.to_numpy(), dtype=object)).to_numpy(), index=series.index)
+    pos = pd.Index(_coerce_like(s.index, ids))
+    s.index = pos
+    s = s[~s.index.duplicated(keep="last")]
+    vals = s.reindex(ids)
+    codes = np.full(len(ids), -1, dtype=np.int64)
+    known = vals.notna().to_numpy()
+    idx = classes.get_indexer(vals[known])
+    if (idx < 0).any():
+        bad = list(pd.unique(vals[known][idx < 0]))[:5]
+        raise CrowdDataError(f"labels {bad} are not classes of the answers ({list(classes)}).", path=path,
+                             hint="use the same label names as in the answers file.")
+    codes[known] = idx
+    return codes
+
+
+def _split(features: str, gold: str | None, classes: pd.Index, what: str):
+    from .io import read_features, read_gold
+    X, ids, _ = read_features(features)
+    y = None
+    if gold:
+        y = _labels_to_codes(read_gold(gold), ids, classes, gold)
+        if (y < 0).all():
+            raise CrowdDataError(f"none of the {what} labels match the {what} features' item ids.", path=gold,
+                                 hint="the item ids in both files must be the same.")
+    return X, y, ids
+
+
+def cmd_train(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .cli import _load, matrices_json
+    from .io.writers import write_json, write_table
+    from .kd import KDConfig, KDCrowd
+    from .metrics import worker_stats
+
+    if bool(args.valid_features) != bool(args.valid_gold):
+        raise CrowdDataError("--valid-features and --valid-gold go together.",
+                             hint="give both, or neither (then no model selection on validation data).")
+    data = _load(args.answers, args, gold=args.gold, features=args.features)
+    overrides = {k: v for k, v in {"teacher": args.teacher, "distill": args.distill, "robust": args.robust,
+                                   "device": args.device, "seed": args.seed}.items() if v is not None}
+    if args.epochs is not None:
+        overrides.update(epochs_teacher=args.epochs, epochs_student=args.epochs, epochs_stage2=args.epochs)
+    cfg = KDConfig(**overrides)
+    valid = test = None
+    if args.valid_features:
+        Xv, yv, _ = _split(args.valid_features, args.valid_gold, data.classes, "validation")
+        valid = (Xv, yv)
+    if args.test_features:
+        Xt, yt, tid = _split(args.test_features, args.test_gold, data.classes, "test")
+        test = (Xt, yt, tid)
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(ev: dict) -> None:
+        if args.quiet:
+            return
+        st = ev.get("stage")
+        if st in ("done",):
+            return
+        if st not in bars:
+            for b in bars.values():
+                b.close()
+            bars[st] = tqdm(total=ev.get("n_epochs") or None, desc=f"{st:>8}", unit="ep", leave=True,
+                            file=sys.stderr)
+        b = bars[st]
+        ep = ev.get("epoch")
+        if ep is not None and b.total:
+            b.n = min(int(ep), int(b.total))
+        post = {"loss": f"{ev['loss']:.4f}"} if ev.get("loss") is not None else {}
+        if ev.get("train_accuracy") is not None:
+            post["train_acc"] = f"{ev['train_accuracy']:.3f}"
+        if ev.get("valid_accuracy") is not None:
+            post["valid_acc"] = f"{ev['valid_accuracy']:.3f}"
+        b.set_postfix(post, refresh=True)
+
+    trainer = KDCrowd(cfg)
+    result = trainer.fit(data, valid=valid, test=test, callback=progress)
+    for b in bars.values():
+        b.close()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = result.labels_frame()
+    labels.index.name = "item"
+    write_table(labels.reset_index(), out / "labels.csv")
+    before = worker_stats(data, result.probas["ds"], result.worker_matrices["ds"])
+    after = worker_stats(data, result.probas["stage2"], result.worker_matrices["stage2"])
+    workers = before.add_suffix("_before").join(after.drop(columns=[c for c in ("answers",) if c in after])
+                                               .add_suffix("_after"))
+    if "answers_before" in workers:
+        workers = workers.rename(columns={"answers_before": "answers"})
+    workers.index.name = "worker"
+    write_table(workers.reset_index(), out / "workers.csv")
+    write_json({"before": matrices_json(data, result.worker_matrices["ds"], "dawid_skene"),
+                "teacher": matrices_json(data, result.worker_matrices["teacher"], f"teacher ({cfg.teacher})"),
+                "after": matrices_json(data, result.worker_matrices["stage2"], "stage2")},
+               out / "worker_matrices.json")
+    if test is not None:
+        tp = pd.DataFrame({"item": test[2]})
+        for m in ("teacher", "student", "stage2"):
+            p = result.test_probas[m]
+            tp[m] = data.classes.take(p.argmax(axis=1))
+            tp[f"{m}_confidence"] = p.max(axis=1)
+        write_table(tp, out / "test_predictions.csv")
+    summary = result.summary()
+    write_json(summary, out / "summary.json")
+    trainer.save(out / "model")
+    if not args.quiet:
+        print(f"run written to {out}/ (labels.csv, workers.csv, worker_matrices.json, summary.json"
+              f"{', test_predictions.csv' if test is not None else ''}, model/)")
+        for key in ("train_accuracy", "test_accuracy"):
+            if summary.get(key):
+                print(f"{key}: " + ", ".join(f"{k} {v:.4f}" for k, v in summary[key].items()))
+    return 0
