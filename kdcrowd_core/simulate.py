@@ -231,8 +231,12 @@ def mturk_like_ids(n: int, rng: np.random.Generator) -> list[str]:
 
 def _format_ids(fmt: str | Callable[[int], Any] | None, idx: np.ndarray, default_prefix: str,
                 width: int) -> pd.Index:
-    if fmt is None:
-        return pd.Index([f"{default_prefix}{i:0{width}d}" for i in idx.tolist()])
+    if fmt is None:  # vectorised: prefix + zero-padded number
+        strings = getattr(np, "strings", np.char)  # numpy >= 2 / numpy 1.x
+        digits = strings.zfill(idx.astype(f"<U{max(width, 1)}"), width)
+        return pd.Index(strings.add(default_prefix, digits))
+    if isinstance(fmt, str) and fmt == "int":
+        return pd.Index(idx.astype(np.int64))
     if callable(fmt):
         return pd.Index([fmt(i) for i in idx.tolist()])
     if isinstance(fmt, str):
@@ -302,25 +306,44 @@ def _class_means(rng: np.random.Generator, K: int, d: int, radius: float) -> np.
     return radius * M
 
 
-def _posterior(X: np.ndarray, means: np.ndarray, log_prior: np.ndarray, chunk: int = 262_144) -> np.ndarray:
-    """P(class | x) under unit-variance Gaussians around ``means`` (N x K)."""
+def _mixture_features(rng: np.random.Generator, means: np.ndarray, y: np.ndarray,
+                      chunk: int = 262_144) -> np.ndarray:
+    """float32 (n, d) draws ``means[y] + N(0, I)``, built in chunks of rows."""
+    n, d = y.shape[0], means.shape[1]
+    X = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, chunk):
+        yy = y[s:s + chunk]
+        X[s:s + chunk] = means[yy] + rng.normal(size=(yy.shape[0], d))
+    return X
+
+
+def _difficulty_and_distractor(rng: np.random.Generator, X: np.ndarray, means: np.ndarray,
+                               log_prior: np.ndarray, truth: np.ndarray,
+                               chunk: int = 262_144) -> tuple[np.ndarray, np.ndarray]:
+    """Per item: difficulty ``1 - P(y_i | x_i)`` and a distractor class drawn from
+    ``P(. | x_i)`` with the true class removed (unit-variance Gaussians around ``means``).
+
+    Works in chunks of rows so that no more than ``chunk x K`` floats are alive.
+    """
     N, K = X.shape[0], means.shape[0]
-    out = np.empty((N, K))
+    difficulty = np.empty(N)
+    distractor = np.empty(N, dtype=np.int64)
     half_sq = 0.5 * np.einsum("kd,kd->k", means, means)
     for s in range(0, N, chunk):
+        y = truth[s:s + chunk]
+        rows = np.arange(y.shape[0])
         logit = X[s:s + chunk].astype(np.float64) @ means.T - half_sq + log_prior
         logit -= logit.max(axis=1, keepdims=True)
-        np.exp(logit, out=logit)
-        out[s:s + chunk] = logit / logit.sum(axis=1, keepdims=True)
-    return out
-
-
-def _categorical_rows(rng: np.random.Generator, P: np.ndarray) -> np.ndarray:
-    """One draw per row of the row-stochastic matrix P (n x K)."""
-    cum = np.cumsum(P, axis=1)
-    cum[:, -1] = np.inf
-    u = rng.random(P.shape[0])[:, None] * np.where(np.isfinite(cum[:, -2:-1]), cum[:, -1:-0 or None], 1)
-    return (u >= cum).sum(axis=1)
+        post = np.exp(logit)
+        post /= post.sum(axis=1, keepdims=True)
+        difficulty[s:s + chunk] = 1.0 - post[rows, y]
+        post[rows, y] = 0.0
+        empty = post.sum(axis=1) <= 1e-300
+        if empty.any():  # the true class takes all the mass: any other class, uniformly
+            post[empty] = 1.0
+            post[empty, y[empty]] = 0.0
+        distractor[s:s + chunk] = _categorical(rng, post)
+    return difficulty, distractor
 
 
 def _categorical(rng: np.random.Generator, P: np.ndarray) -> np.ndarray:
@@ -341,7 +364,7 @@ def _sample_workers(rng: np.random.Generator, n_per_item: np.ndarray, weights: n
     values of an i.i.d. sequence drawn with probabilities ``weights`` (which is
     sampling without replacement, the same law as Gumbel-top-k).  The sequence
     is extended for items that have not yet seen ``n_i`` distinct workers;
-    after a few extensions the rare leftovers fall back to exact Gumbel-top-k
+    after four extensions the rare leftovers are drawn afresh by Gumbel-top-k
     (only happens when n_i is close to the number of workers with real weight).
     """
     R = weights.shape[0]
@@ -555,19 +578,10 @@ def simulate_crowd(
     test_truth = rng.choice(K, size=n_test, p=prior).astype(np.int64)
     d_lat = d if d > 0 else K
     means = _class_means(rng, K, d_lat, MEAN_RADIUS / float(overlap))
-    X = (means[truth] + rng.normal(size=(N, d_lat))).astype(np.float32)
-    X_test = (means[test_truth] + rng.normal(size=(n_test, d_lat))).astype(np.float32)
+    X = _mixture_features(rng, means, truth)
+    X_test = _mixture_features(rng, means, test_truth)
     log_prior = np.log(np.maximum(prior, 1e-300))
-    post = _posterior(X, means, log_prior)
-    difficulty = 1.0 - post[np.arange(N), truth]
-    other = post.copy()
-    other[np.arange(N), truth] = 0.0
-    empty = other.sum(axis=1) <= 1e-300
-    if empty.any():
-        other[empty] = 1.0
-        other[empty, truth[empty]] = 0.0
-    distractor = _categorical(rng, other)
-    del other, post
+    difficulty, distractor = _difficulty_and_distractor(rng, X, means, log_prior, truth)
     rho = float(instance_noise) * difficulty
 
     # ------------------------------------------------------------ workers
@@ -589,18 +603,14 @@ def simulate_crowd(
             M = _skilled_matrices(rng, n, K, exp_acc)
             for (p, q) in pairs:
                 for src, dst in ((p, q), (q, p)):
+                    # swap mass s ~ U(0.6, 0.9) to the partner class; the rest of the
+                    # row keeps its shape (diagonal and other errors) scaled to 1 - s.
                     s = rng.uniform(0.6, 0.9, size=n)
-                    keep = M[:, src, src] / np.maximum(M[:, src, src] + M[:, src, dst], 1e-12)
-                    rest = 1.0 - M[:, src, src] - M[:, src, dst]
-                    row_other = M[:, src].copy()
-                    row_other[:, [src, dst]] = 0.0
-                    scale = (1.0 - s) / np.maximum(1.0, 1.0)
-                    # swap mass s, then share 1 - s between the diagonal and the others as before
-                    M[:, src] = row_other * ((1.0 - s) * rest / np.maximum(rest + M[:, src, src], 1e-12))[:, None] \
-                        / np.maximum(rest, 1e-12)[:, None] * np.maximum(rest, 1e-12)[:, None] / np.maximum(rest, 1e-12)[:, None] \
-                        if False else row_other / np.maximum(rest, 1e-12)[:, None] * ((1.0 - s) * (1.0 - keep) * 0 + (1.0 - s) * rest / np.maximum(rest + M[:, src, src], 1e-12))[:, None]
+                    rest = M[:, src].copy()
+                    rest[:, dst] = 0.0
+                    rest /= np.maximum(rest.sum(axis=1, keepdims=True), 1e-12)
+                    M[:, src] = rest * (1.0 - s)[:, None]
                     M[:, src, dst] = s
-                    M[:, src, src] = (1.0 - s) * keep * 0 + (1.0 - s) * M_diag_share(M, src, s, rest, keep)
             T[sl] = M
         elif a == "spammer":
             T[sl] = 1.0 / K
@@ -626,17 +636,11 @@ def simulate_crowd(
     n_per_item = rng.integers(lo, hi + 1, size=N)
     worker = _sample_workers(rng, n_per_item, weights)
     item = np.repeat(np.arange(N, dtype=np.int64), n_per_item)
-    perceived = truth[item]
-    if instance_noise > 0:
-        flip = rng.random(item.shape[0]) < rho[item]
-        perceived = np.where(flip, distractor[item], perceived)
-    label = _sample_rows(rng, T, worker, perceived)
-    del perceived
+    label = _sample_answers(rng, T, item, worker, truth, distractor if instance_noise > 0 else None, rho)
 
     # average effective matrices A @ T_r
-    A = np.zeros((K, K))
-    np.add.at(A, (truth, truth), 1.0 - rho)
-    np.add.at(A, (truth, distractor), rho)
+    A = (np.bincount(truth * K + truth, weights=1.0 - rho, minlength=K * K)
+         + np.bincount(truth * K + distractor, weights=rho, minlength=K * K)).reshape(K, K)
     row = A.sum(axis=1, keepdims=True)
     A = np.where(row > 0, A / np.where(row > 0, row, 1.0), np.eye(K))
     true_T = np.einsum("jk,rkc->rjc", A, T)
@@ -649,8 +653,8 @@ def simulate_crowd(
         gold[g] = truth[g]
 
     used = np.bincount(worker, minlength=R) > 0
-    remap = np.cumsum(used) - 1
-    worker = remap[worker]
+    if not used.all():
+        worker = (np.cumsum(used) - 1)[worker]
     if isinstance(worker_id_format, str) and worker_id_format.lower() == "mturk":
         all_wids = pd.Index(mturk_like_ids(R, rng))
     else:
@@ -663,7 +667,11 @@ def simulate_crowd(
     data = CrowdData.from_arrays(
         item, worker, label, item_ids=all_iids[:N], worker_ids=all_wids[used], classes=classes,
         gold=gold, features=feats, feature_names=None if feats is None else [f"f{k}" for k in range(d)],
+        validate=False,  # valid by construction; skip the O(n log n) checks on millions of answers
     )
+    if np.count_nonzero(np.bincount(label, minlength=K)) < 2:
+        raise CrowdDataError("every simulated answer has the same label.",
+                             hint="use more workers or fewer one_answer_spammers.")
     return SimulatedCrowd(
         data=data, truth=truth, true_matrices=true_T[used], archetype=arche[used].astype(str),
         item_difficulty=difficulty, test_features=X_test if d > 0 else None, test_truth=test_truth,
@@ -671,12 +679,16 @@ def simulate_crowd(
     )
 
 
-def _sample_rows(rng: np.random.Generator, T: np.ndarray, worker: np.ndarray, row: np.ndarray,
-                 chunk: int = 4_000_000) -> np.ndarray:
-    """One answer per (worker, perceived class): a draw from ``T[worker, row, :]``.
+def _sample_answers(rng: np.random.Generator, T: np.ndarray, item: np.ndarray, worker: np.ndarray,
+                    truth: np.ndarray, distractor: np.ndarray | None, rho: np.ndarray,
+                    chunk: int = 2_000_000) -> np.ndarray:
+    """One label per answer ``(item[a], worker[a])``, in chunks of answers.
 
-    Inverse-CDF on the flattened cumulative matrix: row ``q = worker*K + row``
-    holds ``q + cumsum(T[q])``, so one ``searchsorted`` finds every answer.
+    The worker perceives ``distractor[i]`` with probability ``rho[i]`` (only when
+    ``distractor`` is given), else ``truth[i]``, and answers with a draw from
+    ``T[worker, perceived, :]``: inverse CDF on the flattened cumulative matrix,
+    whose row ``q = worker*K + perceived`` holds ``q + cumsum(T[q])``, so one
+    ``searchsorted`` serves every answer.
     """
     R, K, _ = T.shape
     cum = np.cumsum(T.reshape(R * K, K), axis=1)
@@ -684,8 +696,13 @@ def _sample_rows(rng: np.random.Generator, T: np.ndarray, worker: np.ndarray, ro
     flat = (cum + np.arange(R * K)[:, None]).ravel()
     out = np.empty(worker.shape[0], dtype=np.int64)
     for s in range(0, worker.shape[0], chunk):
-        q = worker[s:s + chunk] * K + row[s:s + chunk]
-        u = rng.random(q.shape[0])
+        it = item[s:s + chunk]
+        perceived = truth[it]
+        if distractor is not None:
+            flip = rng.random(it.shape[0]) < rho[it]
+            perceived[flip] = distractor[it[flip]]
+        q = worker[s:s + chunk] * K + perceived
+        u = np.minimum(rng.random(q.shape[0]), 1.0 - 1e-9)  # keep q + u below q + 1 after rounding
         pos = np.searchsorted(flat, q + u, side="right")
         out[s:s + chunk] = np.minimum(pos - q * K, K - 1)
     return out
