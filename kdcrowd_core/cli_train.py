@@ -141,9 +141,12 @@ def cmd_train(args) -> int:
     if test is not None:
         tp = pd.DataFrame({"item": test[2]})
         for m in ("teacher", "student", "stage2"):
-            p = result.test_probas[m]
-            tp[m] = data.classes.take(p.argmax(axis=1))
-            tp[f"{m}_confidence"] = p.max(axis=1)
+            tp[m] = data.classes.take(result.test_probas[m].argmax(axis=1))
+        for m in ("teacher", "student", "stage2"):
+            tp[f"{m}_confidence"] = result.test_probas[m].max(axis=1)
+        if test[1] is not None:
+            g = pd.Series(data.classes.take(np.clip(test[1], 0, None)), dtype=object)
+            tp["gold"] = g.where(test[1] >= 0, None)
         write_table(tp, out / "test_predictions.csv")
     summary = result.summary()
     write_json(summary, out / "summary.json")
