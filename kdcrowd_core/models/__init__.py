@@ -1,0 +1,16 @@
+"""Models of the KD-Crowd trainer: classifier heads and crowd models (teachers).
+
+Both families are registered by name, so the trainer, the CLI and the dashboard
+pick them from one registry:
+
+- heads (:func:`build_classifier`): ``"linear"``, ``"mlp"``;
+- crowd models (:func:`build_crowd_model`): ``"prob-transition"``, ``"crowdlayer-mw"``,
+  ``"crowdlayer-vw"``, ``"crowdlayer-vb"``, ``"crowdlayer-vw+b"``, ``"conal"``, ``"aggnet"``.
+"""
+from .heads import Head, Standardizer, available_classifiers, build_classifier, register_classifier
+from .crowd import (AggNet, CoNAL, CrowdLayerMW, CrowdLayerVB, CrowdLayerVW, CrowdLayerVWB, CrowdModel,
+                    ProbTransition, available_crowd_models, build_crowd_model, register_crowd_model)
+
+__all__ = ["Head", "Standardizer", "available_classifiers", "build_classifier", "register_classifier",
+           "CrowdModel", "ProbTransition", "AggNet", "CrowdLayerMW", "CrowdLayerVW", "CrowdLayerVB",
+           "CrowdLayerVWB", "CoNAL", "available_crowd_models", "build_crowd_model", "register_crowd_model"]

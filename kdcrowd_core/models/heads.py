@@ -1,0 +1,125 @@
+"""Classifier heads on pre-extracted feature vectors.
+
+Every head maps raw features ``x`` (B, d) to logits (B, K) and carries its own
+:class:`Standardizer` (mean and std fitted on the training items and stored as
+buffers), so a saved head predicts on raw features of new items.
+
+- ``"linear"``: standardise -> Linear(d, K).
+- ``"mlp"``: standardise -> [Linear -> norm -> ReLU -> Dropout] x depth -> Linear(width, K)
+  (the literature's head is depth 1, width 128, dropout 0.5).
+
+Training-time noise for "noised student" training (no effect in ``eval()``):
+``input_dropout`` (dropout on the standardised features) and ``feature_noise``
+(Gaussian noise of that std added to the standardised features).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CrowdDataError
+
+_CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_classifier(name: str):
+    """Decorator: register a head factory ``f(n_features, n_classes, **kw) -> nn.Module`` by name."""
+    def deco(f):
+        _CLASSIFIERS[name] = f
+        return f
+    return deco
+
+
+def available_classifiers() -> list[str]:
+    return list(_CLASSIFIERS)
+
+
+def build_classifier(name: str, n_features: int, n_classes: int, **kw) -> "Head":
+    """Instantiate a registered head (``"linear"`` or ``"mlp"``)."""
+    key = str(name).strip().lower()
+    if key not in _CLASSIFIERS:
+        raise CrowdDataError(f"unknown classifier head {name!r}.", hint=f"choose one of {available_classifiers()}.")
+    return _CLASSIFIERS[key](n_features, n_classes, **kw)
+
+
+class Standardizer(nn.Module):
+    """``(x - mean) / std`` with mean and std (d,) as buffers; std of constant features is 1."""
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    @torch.no_grad()
+    def fit(self, X: torch.Tensor | np.ndarray) -> "Standardizer":
+        X = torch.as_tensor(X, dtype=torch.float32, device=self.mean.device)
+        m = X.mean(dim=0)
+        s = X.std(dim=0, unbiased=False)
+        s = torch.where(s > 1e-8, s, torch.ones_like(s))
+        self.mean.copy_(m)
+        self.std.copy_(s)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Head(nn.Module):
+    """Standardiser + a body; ``forward(x (B, d)) -> logits (B, K)``."""
+
+    def __init__(self, n_features: int, n_classes: int, body: nn.Module, input_dropout: float = 0.0,
+                 feature_noise: float = 0.0):
+        super().__init__()
+        self.n_features, self.n_classes = int(n_features), int(n_classes)
+        self.standardizer = Standardizer(n_features)
+        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
+        self.feature_noise = float(feature_noise)
+        self.body = body
+
+    def fit_standardizer(self, X) -> "Head":
+        self.standardizer.fit(X)
+        return self
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.standardizer(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.standardizer(x)
+        if self.training and self.feature_noise > 0:
+            z = z + self.feature_noise * torch.randn_like(z)
+        return self.body(self.input_dropout(z))
+
+
+def _norm(kind: str, width: int) -> nn.Module:
+    if kind in ("none", "", None):
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    raise CrowdDataError(f"unknown normalisation {kind!r}.", hint="use 'none', 'batch' or 'layer'.")
+
+
+@register_classifier("linear")
+def linear_head(n_features: int, n_classes: int, input_dropout: float = 0.0, feature_noise: float = 0.0,
+                **_ignored) -> Head:
+    """Standardise -> Linear(d, K)."""
+    return Head(n_features, n_classes, nn.Linear(n_features, n_classes), input_dropout, feature_noise)
+
+
+@register_classifier("mlp")
+def mlp_head(n_features: int, n_classes: int, hidden: int = 128, depth: int = 1, dropout: float = 0.5,
+             norm: str = "none", input_dropout: float = 0.0, feature_noise: float = 0.0, **_ignored) -> Head:
+    """Standardise -> [Linear(., hidden) -> norm -> ReLU -> Dropout(dropout)] x depth -> Linear(hidden, K)."""
+    if depth < 1:
+        return linear_head(n_features, n_classes, input_dropout, feature_noise)
+    layers: list[nn.Module] = []
+    width_in = n_features
+    for _ in range(int(depth)):
+        layers += [nn.Linear(width_in, hidden), _norm(norm, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        width_in = hidden
+    layers.append(nn.Linear(width_in, n_classes))
+    return Head(n_features, n_classes, nn.Sequential(*layers), input_dropout, feature_noise)

@@ -1,0 +1,197 @@
+"""The KD-Crowd trainer end to end on tiny simulated crowds (fixed seeds, CPU)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kdcrowd_core.errors import CrowdDataError
+from kdcrowd_core.kd import (DISTILL_LOSSES, ROBUST_METHODS, TEACHERS, KDConfig, KDCrowd, KDResult,
+                            TrainingCancelled)
+from kdcrowd_core.simulate import simulate_crowd
+
+EVENT_KEYS = {"stage", "epoch", "n_epochs", "loss", "train_accuracy", "valid_accuracy", "elapsed",
+              "stage_progress", "overall_progress", "message"}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = simulate_crowd(n_items=400, n_classes=3, n_features=6, n_workers=25, answers_per_item=(2, 4),
+                       n_test=300, overlap=1.3, seed=3)
+    data = dataclasses.replace(s.data, gold=s.truth.copy())
+    return s, data
+
+
+def tiny(**kw) -> KDConfig:
+    base = dict(epochs_teacher=3, epochs_student=3, epochs_stage2=2, cross_fit_folds=0, hidden=16,
+                batch_size=128, seed=0, device="cpu")
+    base.update(kw)
+    return KDConfig(**base)
+
+
+def test_student_beats_a_barely_trained_teacher(sim):
+    """A teacher whose classifier saw one epoch at a tiny learning rate predicts test items badly;
+    its posteriors still carry the answers, so the student distilled from them must do much better."""
+    s, data = sim
+    cfg = KDConfig(teacher="crowdlayer-mw", epochs_teacher=1, lr=1e-3, epochs_student=30, epochs_stage2=0,
+                   cross_fit_folds=0, batch_size=64, hidden=32, seed=0, device="cpu", robust="none")
+    events = []
+    res = KDCrowd(cfg).fit(data, test=(s.test_features, s.test_truth, s.test_ids), callback=events.append)
+    acc = res.test_accuracy
+    assert acc["student"] > acc["teacher"] + 0.1, acc
+    assert acc["student"] > 0.75, acc
+    # events: keys, stages in order, progress monotone and complete
+    assert all(set(e) == EVENT_KEYS for e in events)
+    stages = [e["stage"] for e in events]
+    assert stages[0] == "mv" and stages[1] == "ds" and stages[-1] == "done"
+    prog = [e["overall_progress"] for e in events]
+    assert prog == sorted(prog) and prog[-1] == 1.0
+    assert events[-1]["stage_progress"] == 1.0
+
+
+def test_result_contents(sim):
+    s, data = sim
+    res = KDCrowd(tiny()).fit(data, test=(s.test_features, s.test_truth, s.test_ids))
+    N, K, R = data.n_items, data.n_classes, data.n_workers
+    assert set(res.probas) == {"mv", "ds", "teacher", "student", "stage2"}
+    for p in res.probas.values():
+        assert p.shape == (N, K) and np.allclose(p.sum(1), 1.0)
+    assert set(res.worker_matrices) == {"ds", "teacher", "stage2"}
+    for T in res.worker_matrices.values():
+        assert T.shape == (R, K, K) and np.allclose(T.sum(2), 1.0, atol=1e-5)
+    lf = res.labels_frame()
+    assert list(lf.columns) == ["mv", "ds", "teacher", "student", "stage2", "mv_confidence", "ds_confidence",
+                                "teacher_confidence", "student_confidence", "stage2_confidence"]
+    assert lf.index.equals(pd.Index(data.item_ids)) and set(lf["stage2"]) <= set(data.classes)
+    assert set(res.train_accuracy) == {"mv", "ds", "teacher", "student", "stage2"}
+    assert set(res.test_accuracy) == {"teacher", "student", "stage2"}
+    assert res.test_probas["stage2"].shape == (300, K)
+    assert {"mv", "ds", "teacher", "student", "stage2", "total"} <= set(res.timings)
+    json.dumps(res.summary())
+    assert res.device == "cpu"
+
+
+def test_cancellation_from_the_callback(sim):
+    _, data = sim
+    ev = threading.Event()
+    seen = []
+
+    def cb(e):
+        seen.append(e)
+        if len(seen) == 4:
+            ev.set()
+
+    with pytest.raises(TrainingCancelled):
+        KDCrowd(tiny(epochs_teacher=50)).fit(data, callback=cb, cancel=ev)
+    assert len(seen) == 4
+
+
+def test_cancellation_from_another_thread(sim):
+    _, data = sim
+    ev = threading.Event()
+    timer = threading.Timer(0.3, ev.set)
+    timer.start()
+    with pytest.raises(TrainingCancelled):
+        KDCrowd(tiny(epochs_teacher=100000)).fit(data, cancel=ev)
+    timer.cancel()
+
+
+def test_save_load_round_trip(sim, tmp_path):
+    s, data = sim
+    tr = KDCrowd(tiny())
+    res = tr.fit(data, test=(s.test_features, s.test_truth, s.test_ids))
+    tr.save(tmp_path / "run")
+    back = KDCrowd.load(tmp_path / "run")
+    for m in ("teacher", "student", "stage2"):
+        np.testing.assert_allclose(back.predict_proba(s.test_features, model=m),
+                                   tr.predict_proba(s.test_features, model=m), rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(back.predict(s.test_features, model=m), tr.predict(s.test_features, model=m))
+    r2 = KDResult.load(tmp_path / "run")
+    assert r2.config == res.config
+    assert r2.item_ids.equals(res.item_ids) and r2.classes.equals(res.classes)
+    assert r2.worker_ids.equals(res.worker_ids) and list(r2.test_ids) == list(res.test_ids)
+    for k in res.probas:
+        np.testing.assert_array_equal(r2.probas[k], res.probas[k])
+    for k in res.worker_matrices:
+        np.testing.assert_array_equal(r2.worker_matrices[k], res.worker_matrices[k])
+    assert r2.train_accuracy == res.train_accuracy and r2.history == res.history
+    pd.testing.assert_frame_equal(r2.labels_frame(), res.labels_frame())
+    with pytest.raises(CrowdDataError):
+        KDResult.load(tmp_path / "nothing")
+
+
+def test_deterministic_on_cpu(sim):
+    _, data = sim
+    a = KDCrowd(tiny(cross_fit_folds=2)).fit(data)
+    b = KDCrowd(tiny(cross_fit_folds=2)).fit(data)
+    for k in a.probas:
+        np.testing.assert_array_equal(a.probas[k], b.probas[k])
+    c = KDCrowd(tiny(cross_fit_folds=2, seed=1)).fit(data)
+    assert not np.array_equal(a.probas["student"], c.probas["student"])
+
+
+@pytest.mark.parametrize("teacher", TEACHERS)
+def test_every_teacher_runs(sim, teacher):
+    _, data = sim
+    res = KDCrowd(tiny(teacher=teacher, epochs_teacher=2, epochs_student=1, epochs_stage2=1)).fit(data)
+    assert np.isfinite(res.probas["stage2"]).all()
+    assert np.isfinite(res.worker_matrices["teacher"]).all()
+
+
+@pytest.mark.parametrize("distill", DISTILL_LOSSES)
+@pytest.mark.parametrize("robust", ROBUST_METHODS)
+def test_every_student_loss_runs(sim, distill, robust):
+    _, data = sim
+    res = KDCrowd(tiny(distill=distill, robust=robust, epochs_teacher=1, epochs_student=2, epochs_stage2=0,
+                       forget_rate=0.2, forget_ramp_epochs=1)).fit(data)
+    assert np.isfinite(res.probas["student"]).all()
+
+
+def test_validation_selection_and_early_stopping(sim):
+    s, data = sim
+    Xv, yv = s.test_features[:100], s.test_truth[:100]
+    events = []
+    res = KDCrowd(tiny(epochs_teacher=200, lr=0.01, patience=3)).fit(data, valid=(Xv, yv), callback=events.append)
+    assert set(res.valid_accuracy) == {"teacher", "student", "stage2"}
+    assert res.robust in ("none", "small-loss")  # robust="auto" chose one on the validation data
+    assert any(e["message"].startswith("student: kept robust=") for e in events)
+    teach = [e for e in events if e["stage"] == "teacher"]
+    assert all(e["valid_accuracy"] is not None for e in teach)
+    assert len(teach) < 200  # stopped early
+    # the kept teacher is the best validation epoch
+    assert res.valid_accuracy["teacher"] == pytest.approx(max(e["valid_accuracy"] for e in teach))
+
+
+def test_config_round_trip_and_validation():
+    cfg = KDConfig(teacher="conal", distill="kl", forget_rate=0.1)
+    assert KDConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert KDConfig.from_dict({"teacher": "CrowdLayer_MW"}).teacher == "crowdlayer-mw"
+    for bad in ({"teacher": "resnet"}, {"distill": "mse"}, {"robust": "magic"}, {"forget_rate": 1.5},
+                {"nonsense": 1}, {"epochs_teacher": 0}):
+        with pytest.raises(CrowdDataError):
+            KDConfig.from_dict(bad)
+
+
+def test_bad_inputs_raise_crowd_data_error(sim):
+    s, data = sim
+    with pytest.raises(CrowdDataError, match="features"):
+        KDCrowd(tiny()).fit(dataclasses.replace(data, features=None))
+    with pytest.raises(CrowdDataError, match="valid features"):
+        KDCrowd(tiny()).fit(data, valid=(np.zeros((5, 2)), np.zeros(5, dtype=int)))
+    with pytest.raises(CrowdDataError):
+        KDCrowd(tiny()).predict(s.test_features)
+    with pytest.raises(CrowdDataError):
+        KDCrowd(tiny(device="cuda" if not torch.cuda.is_available() else "cpu", teacher="nope"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_with_mixed_precision(sim):
+    s, data = sim
+    res = KDCrowd(tiny(device="cuda", amp=True)).fit(data, test=(s.test_features, s.test_truth, s.test_ids))
+    assert res.device.startswith("cuda")
+    assert np.isfinite(res.probas["stage2"]).all()
