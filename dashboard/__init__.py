@@ -1,0 +1,1 @@
+"""kdcrowd Streamlit dashboard (run with `streamlit run dashboard/app.py`)."""

@@ -1,0 +1,29 @@
+"""kdcrowd dashboard — entry point: page navigation and the shared frame only.
+
+Run from the repository root with ``streamlit run dashboard/app.py``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard/, not the root, on sys.path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import frame  # noqa: E402
+
+st.set_page_config(page_title="kdcrowd — crowd label quality", page_icon=":material/groups:", layout="wide")
+
+pages = [
+    st.Page("app_pages/data.py", title="Data", icon=":material/upload_file:", default=True),
+    st.Page("app_pages/workers.py", title="Workers", icon=":material/group:"),
+    st.Page("app_pages/disagreement.py", title="Disagreement", icon=":material/call_split:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/results.py", title="Results", icon=":material/leaderboard:"),
+]
+page = st.navigation(pages)
+frame.sidebar()
+page.run()

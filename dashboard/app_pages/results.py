@@ -1,0 +1,127 @@
+"""Results: accuracy before and after, teacher vs student item by item, how worker matrices changed."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from dashboard import charts, compare, state, training
+
+st.title("Results")
+ds = state.current()
+
+runs = [r for r in training.store().list(limit=100) if r.status == "done"]
+if not runs:
+    st.info("No finished training run yet: start one on the Train page.", icon=":material/info:")
+    if st.button("Go to Train", icon=":material/model_training:"):
+        st.switch_page("app_pages/train.py")
+    st.stop()
+
+default = training.selected_run_id(ds.key) or runs[0].id
+ids = [r.id for r in runs]
+labels = {r.id: f"{r.id} — {r.dataset} — {r.config.get('teacher', '')}/{r.config.get('distill', '')}" for r in runs}
+run_id = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0, format_func=labels.get,
+                      key="results_run")
+st.session_state[training.RUN_KEY] = run_id
+run = training.load_run(run_id, ds.crowd, ds.key)
+if run is None:
+    st.error("This run's saved result could not be found (its folder may have been deleted).")
+    st.stop()
+res, crowd = run.result, run.crowd
+if run.record.dataset_key != ds.key:
+    st.caption(f"This run was trained on “{run.record.dataset}”, not on the data loaded now; "
+               "showing it with the answers saved in the run.")
+st.caption(f"Trained on {res.device} in {training.fmt_seconds(sum((res.timings or {}).values()))}; "
+           f"teacher {res.config.teacher}, distillation {res.config.distill}, robust {res.config.robust}.")
+
+# ------------------------------------------------------------ before / after
+st.subheader("Before and after")
+splits = compare.accuracy_splits(res, crowd)
+if splits:
+    first = next(iter(splits.values()))
+    cols = st.columns(len(first))
+    for col, m in zip(cols, [m for m in compare.METHODS if m in first]):
+        delta = None if m == "mv" or "mv" not in first else f"{(first[m] - first['mv']) * 100:+.1f} pts vs MV"
+        col.metric(charts.method_label(m), f"{first[m]:.1%}", delta)
+    test = [v for k, v in splits.items() if k.startswith("test split")]
+    if test:
+        st.caption("On the held-out test split (classifiers only):")
+        tcols = st.columns(len(first))
+        for col, m in zip(tcols[-len(test[0]):], [m for m in compare.METHODS if m in test[0]]):
+            col.metric(f"{charts.method_label(m)} (test)", f"{test[0][m]:.1%}")
+    st.plotly_chart(charts.accuracy_bars(splits, title="Accuracy by method"), key="acc_bars")
+    pc = compare.per_class_accuracy(res, crowd)
+    if pc is not None:
+        st.plotly_chart(charts.per_class_accuracy(pc, title="Accuracy per class on the annotated items with gold"),
+                        key="acc_class")
+else:
+    st.caption("No gold labels: accuracy can't be measured. How often the methods agree and how confident "
+               "each one is:")
+c1, c2 = st.columns(2)
+with c1:
+    st.plotly_chart(charts.method_agreement_heatmap(compare.method_agreement(res)), key="agree")
+with c2:
+    st.plotly_chart(charts.confidence_histograms(compare.confidences(res)), key="conf")
+
+# ------------------------------------------------------- teacher vs student
+st.subheader("Teacher vs student")
+flips = compare.flip_counts(res, "teacher", "student")
+n_diff = int(flips.sum() - np.trace(flips))
+st.caption(f"The student changed the teacher's label on {n_diff:,} of {int(flips.sum()):,} items "
+           f"({n_diff / max(int(flips.sum()), 1):.1%}).")
+f1, f2 = st.columns([2, 3])
+with f1:
+    st.plotly_chart(charts.flip_matrix(flips, res.classes), key="flips")
+with f2:
+    diff = compare.differing_items(res, crowd)
+    g1, g2, g3 = st.columns(3)
+    cls = [str(c) for c in res.classes]
+    t_f = g1.multiselect("Teacher label", cls, key="diff_teacher")
+    s_f = g2.multiselect("Student label", cls, key="diff_student")
+    only_gold = g3.toggle("Only items with gold", key="diff_gold", disabled="gold" not in diff)
+    view = diff
+    if t_f:
+        view = view[view["teacher"].isin(t_f)]
+    if s_f:
+        view = view[view["student"].isin(s_f)]
+    if only_gold and "gold" in view:
+        view = view[view["gold"] != ""]
+    if "gold" in view and (view["gold"] != "").any():
+        known = view[view["gold"] != ""]
+        st.caption(f"On the {len(known):,} of these items with gold: teacher right "
+                   f"{(known['teacher'] == known['gold']).mean():.0%}, student right "
+                   f"{(known['student'] == known['gold']).mean():.0%}.")
+    st.dataframe(view, height=380, key="diff_table", column_config={
+        "teacher_confidence": st.column_config.ProgressColumn("teacher conf.", min_value=0, max_value=1, format="%.2f"),
+        "student_confidence": st.column_config.ProgressColumn("student conf.", min_value=0, max_value=1, format="%.2f"),
+    })
+
+# ------------------------------------------------------- worker matrices
+st.subheader("How the worker matrices changed after stage 2")
+chg = compare.matrix_change(res, "teacher", "stage2")
+if chg is not None:
+    w1, w2 = st.columns([3, 2])
+    with w1:
+        wm = res.worker_matrices
+        st.plotly_chart(charts.matrix_change_scatter(np.asarray(wm["teacher"]), np.asarray(wm["stage2"]),
+                                                     res.worker_ids, crowd.answers_per_worker()), key="wchange")
+    with w2:
+        st.caption("Workers whose matrix changed most (L1 distance per row, 0 = unchanged, 2 = completely different):")
+        st.dataframe(chg.sort_values("change", ascending=False).head(15), height=360, key="wchange_table",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in chg.columns})
+else:
+    st.caption("This run has no teacher/stage-2 worker matrices.")
+
+# ---------------------------------------------------------------- downloads
+st.subheader("Downloads")
+an = state.analysis(ds) if run.record.dataset_key == ds.key else None
+d1, d2, d3, d4 = st.columns(4)
+d1.download_button("Refined labels (CSV)", res.labels_frame().to_csv().encode(), file_name=f"labels_{run_id}.csv",
+                   mime="text/csv", icon=":material/download:", on_click="ignore")
+d2.download_button("Worker report (CSV)",
+                   compare.worker_report(res, crowd, an.workers if an is not None else None).to_csv().encode(),
+                   file_name=f"workers_{run_id}.csv", mime="text/csv", icon=":material/download:", on_click="ignore")
+d3.download_button("Worker matrices (JSON)", compare.matrices_json(res).encode(), file_name=f"matrices_{run_id}.json",
+                   mime="application/json", icon=":material/download:", on_click="ignore")
+d4.download_button("Run summary (JSON)", compare.summary_json(res, run.record).encode(),
+                   file_name=f"summary_{run_id}.json", mime="application/json", icon=":material/download:",
+                   on_click="ignore")

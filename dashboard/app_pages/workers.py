@@ -1,0 +1,96 @@
+"""Workers: each worker's confusion matrix, a ranking, and one worker in detail."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from dashboard import analysis as an
+from dashboard import charts, state, training
+
+PAGE_SIZE = 24
+SORTS = {"estimated accuracy": "accuracy", "activity (answers)": "answers",
+         "spammer score (most informative first)": "spammer_score", "agreement with consensus": "agreement"}
+
+st.title("Workers")
+ds = state.current()
+c = ds.crowd
+a = state.analysis(ds)
+st.caption(f"Confusion matrices estimated by {a.method.replace('_', ' ').title()} "
+           "(row = true class, column = the worker's answer; a strong diagonal means a reliable worker).")
+
+# ----------------------------------------------------------------- filters
+f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
+sort_label = f1.selectbox("Sort by", list(SORTS), key="workers_sort")
+max_answers = int(a.workers["answers"].max())
+min_answers = f2.number_input("Minimum answers", min_value=0, max_value=max_answers, value=min(5, max_answers),
+                              step=1, key="workers_min")
+search = f3.text_input("Search worker id", key="workers_search", placeholder="e.g. W12")
+ascending = f4.toggle("Ascending", key="workers_asc", value=False)
+table = an.filter_workers(a.workers, min_answers=min_answers, search=search, sort_by=SORTS[sort_label],
+                          ascending=ascending)
+
+if table.empty:
+    st.warning("No worker matches these filters.")
+    st.stop()
+
+# -------------------------------------------------------------------- grid
+n_pages = max(1, int(np.ceil(len(table) / PAGE_SIZE)))
+p1, p2 = st.columns([1, 4])
+page = p1.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, step=1, key="workers_page")
+shown = table.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+p2.caption(f"{len(table):,} workers match; showing {len(shown)} "
+           f"({(page - 1) * PAGE_SIZE + 1}–{(page - 1) * PAGE_SIZE + len(shown)}).")
+codes = c.worker_ids.get_indexer(shown.index)
+subtitles = [f"{charts._short(w, 14)} · n={int(r.answers)} · acc {r.accuracy:.2f}" for w, r in shown.iterrows()]
+st.plotly_chart(charts.worker_matrix_grid(a.ds_matrices[codes], shown.index, c.classes, subtitles=subtitles,
+                                          cols=6, title="Worker confusion matrices"), key="worker_grid")
+
+# ----------------------------------------------------------------- ranking
+st.subheader("Ranking")
+st.caption("answers = how many items the worker labelled; estimated accuracy = prior-weighted diagonal of the "
+           "estimated matrix; agreement = share of answers equal to the consensus label; spammer score = how "
+           "informative the matrix is (0 = a spammer whose answers ignore the item — random or always the same "
+           "label; 1 = perfectly informative); top label share = share of the worker's answers that are its most "
+           "frequent label; gold accuracy = accuracy on the gold items it answered (empty without gold).")
+cols_cfg = {
+    "accuracy": st.column_config.ProgressColumn("estimated accuracy", min_value=0.0, max_value=1.0, format="%.2f"),
+    "agreement": st.column_config.ProgressColumn("agreement", min_value=0.0, max_value=1.0, format="%.2f"),
+    "spammer_score": st.column_config.NumberColumn("spammer score", format="%.2f"),
+    "top_label_share": st.column_config.NumberColumn("top label share", format="%.2f"),
+    "gold_answers": st.column_config.NumberColumn("gold answers"),
+    "gold_accuracy": st.column_config.NumberColumn("gold accuracy", format="%.2f"),
+}
+st.dataframe(table, column_config=cols_cfg, height=320, key="workers_table")
+st.download_button("Download the worker report (CSV)", table.to_csv().encode(), file_name="worker_report.csv",
+                   mime="text/csv", icon=":material/download:", on_click="ignore")
+
+# ------------------------------------------------------------------ detail
+st.subheader("One worker in detail")
+worker = st.selectbox("Worker", list(table.index), key="workers_detail", format_func=str)
+w = int(c.worker_ids.get_loc(worker))
+row = a.workers.loc[worker]
+d1, d2, d3, d4 = st.columns(4)
+d1.metric("Answers", f"{int(row['answers']):,}")
+d2.metric("Estimated accuracy", f"{row['accuracy']:.1%}")
+d3.metric("Agreement with consensus", f"{row['agreement']:.1%}")
+d4.metric("Spammer score", f"{row['spammer_score']:.2f}")
+
+mats = {"ds": a.ds_matrices[w]}
+run_id = training.selected_run_id(ds.key)
+run = training.load_run(run_id, c, ds.key) if run_id else None
+if run is not None and run.record.dataset_key == ds.key:
+    wm = run.result.worker_matrices
+    for name in ("teacher", "stage2"):
+        if name in wm:
+            mats[name] = np.asarray(wm[name])[w]
+counts = None
+emp = an.empirical_confusion_counts(c, w)
+if emp is not None and emp.sum() > 0:
+    mats["empirical"] = an.row_normalise(emp)
+    counts = {"empirical": emp}
+if run is None:
+    st.caption("Train a model (Train page) to see the teacher's and the stage-2 matrices next to this one.")
+st.plotly_chart(charts.matrices_side_by_side(mats, c.classes, counts=counts, title=f"Worker {worker}"),
+                key="worker_detail")
+if emp is not None and "empirical" not in mats:
+    st.caption("This worker answered no gold item: no empirical matrix.")

@@ -1,0 +1,35 @@
+"""The shared frame around every page: the sidebar with the loaded data and the training status."""
+from __future__ import annotations
+
+import streamlit as st
+
+from . import state, training
+
+
+def sidebar() -> None:
+    """Dataset summary and, while a run is going, its progress (refreshed every 2 s)."""
+    with st.sidebar:
+        try:
+            ds = state.current()
+        except Exception as exc:  # noqa: BLE001 - the sample failing must not take the app down
+            st.error(f"Could not load the sample data: {exc}")
+            return
+        c = ds.crowd
+        st.markdown(f"**Data:** {ds.name}")
+        st.caption(f"{c.n_items:,} items · {c.n_workers:,} workers · {c.n_classes} classes · "
+                   f"{c.n_answers:,} answers"
+                   + (f" · gold for {int(c.gold_mask.sum()):,}" if c.has_gold else "")
+                   + (f" · {c.features.shape[1]} features" if c.features is not None else "")
+                   + (f" · test split {len(ds.test_ids):,}" if ds.has_test else ""))
+        if training.active_job() is not None:
+            _run_status()
+
+
+@st.fragment(run_every=2.0)
+def _run_status() -> None:
+    job = training.active_job() or training.last_job()
+    if job is None:
+        return
+    snap = job.snapshot()
+    st.markdown(f"**Training run** `{snap['run_id']}`: {snap['status']}")
+    st.progress(min(max(snap["progress"], 0.0), 1.0), text=snap["message"] or None)

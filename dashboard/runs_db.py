@@ -1,0 +1,251 @@
+"""SQLite store of training runs: config, status, events (the log), error, result directory.
+
+The database lives in the dashboard's data directory (:func:`data_home`):
+``$KDCROWD_HOME`` if set, else ``./.kdcrowd`` when it already exists in the
+working directory, else ``~/.kdcrowd``.  Each run also gets a folder
+``<home>/runs/<run_id>/`` where the trainer's result is saved, so a run can be
+reopened after a restart.
+
+No streamlit import here: the training thread writes to the store directly.
+Every method opens its own short-lived connection, so the store is safe to use
+from several threads (SQLite serialises the writes; WAL mode keeps readers
+unblocked).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+#: Run statuses. "interrupted" = the app stopped while the run was going.
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id          TEXT PRIMARY KEY,
+    created     REAL NOT NULL,
+    started     REAL,
+    finished    REAL,
+    status      TEXT NOT NULL,
+    dataset     TEXT NOT NULL DEFAULT '',
+    dataset_key TEXT NOT NULL DEFAULT '',
+    config      TEXT NOT NULL DEFAULT '{}',
+    device      TEXT,
+    summary     TEXT,
+    error       TEXT,
+    result_dir  TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id  TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    t       REAL NOT NULL,
+    kind    TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
+
+def data_home(setting: str | os.PathLike | None = None) -> Path:
+    """The dashboard's data directory (created if missing).
+
+    Order: explicit ``setting``, env ``KDCROWD_HOME``, ``./.kdcrowd`` if it exists, ``~/.kdcrowd``.
+    """
+    if setting:
+        p = Path(setting).expanduser()
+    elif os.environ.get("KDCROWD_HOME"):
+        p = Path(os.environ["KDCROWD_HOME"]).expanduser()
+    elif Path(".kdcrowd").is_dir():
+        p = Path(".kdcrowd")
+    else:
+        p = Path.home() / ".kdcrowd"
+    p.mkdir(parents=True, exist_ok=True)
+    return p.resolve()
+
+
+@dataclass
+class RunRecord:
+    """One row of the ``runs`` table, with JSON columns decoded."""
+
+    id: str
+    created: float
+    status: str
+    dataset: str = ""
+    dataset_key: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    started: float | None = None
+    finished: float | None = None
+    device: str | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    result_dir: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+
+def _json(v) -> str:
+    return json.dumps(v, default=_default, allow_nan=True)
+
+
+def _default(o):
+    try:
+        import numpy as np
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)
+
+
+class RunStore:
+    """The runs database at ``<home>/runs.sqlite``."""
+
+    def __init__(self, home: str | os.PathLike | None = None):
+        self.home = data_home(home)
+        self.path = self.home / "runs.sqlite"
+        (self.home / "runs").mkdir(exist_ok=True)
+        with self._connect() as con:
+            con.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------ plumbing
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.row_factory = sqlite3.Row
+        return con
+
+    def _exec(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        con = self._connect()
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> RunRecord:
+        d = dict(row)
+        d["config"] = json.loads(d["config"] or "{}")
+        d["summary"] = json.loads(d["summary"]) if d["summary"] else None
+        return RunRecord(**d)
+
+    # ----------------------------------------------------------------- runs
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runs" / run_id
+
+    def create(self, *, config: dict[str, Any], dataset: str = "", dataset_key: str = "") -> RunRecord:
+        """Insert a new queued run and create its folder."""
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        d = self.run_dir(run_id)
+        d.mkdir(parents=True, exist_ok=True)
+        self._exec("INSERT INTO runs (id, created, status, dataset, dataset_key, config, result_dir) "
+                   "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                   (run_id, time.time(), dataset, dataset_key, _json(config), str(d)))
+        return self.get(run_id)
+
+    def get(self, run_id: str) -> RunRecord | None:
+        rows = self._exec("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return self._record(rows[0]) if rows else None
+
+    def list(self, limit: int = 50) -> list[RunRecord]:
+        rows = self._exec("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (int(limit),))
+        return [self._record(r) for r in rows]
+
+    def set_status(self, run_id: str, status: str, *, error: str | None = None,
+                   device: str | None = None, summary: dict | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        now = time.time()
+        sets, args = ["status = ?"], [status]
+        if status == "running":
+            sets.append("started = COALESCE(started, ?)")
+            args.append(now)
+        if status not in ACTIVE:
+            sets.append("finished = ?")
+            args.append(now)
+        if error is not None:
+            sets.append("error = ?")
+            args.append(error)
+        if device is not None:
+            sets.append("device = ?")
+            args.append(device)
+        if summary is not None:
+            sets.append("summary = ?")
+            args.append(_json(summary))
+        self._exec(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
+
+    def delete(self, run_id: str) -> None:
+        import shutil
+        self._exec("DELETE FROM events WHERE run_id = ?", (run_id,))
+        self._exec("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def mark_interrupted(self, active_ids: set[str] = frozenset()) -> int:
+        """Runs still 'queued'/'running' in the store but not alive in this process -> 'interrupted'."""
+        n = 0
+        for r in self.list(limit=10_000):
+            if r.is_active and r.id not in active_ids:
+                self.add_event(r.id, "log", {"message": "the app stopped while this run was going"})
+                self.set_status(r.id, "interrupted", error="The dashboard stopped while this run was going.")
+                n += 1
+        return n
+
+    # --------------------------------------------------------------- events
+    def add_event(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        """Append one event (``kind`` = "progress", "log", "error", ...) to a run's log."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            seq = con.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?",
+                              (run_id,)).fetchone()[0]
+            con.execute("INSERT INTO events (run_id, seq, t, kind, payload) VALUES (?, ?, ?, ?, ?)",
+                        (run_id, seq, time.time(), kind, _json(payload)))
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def events(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """A run's events in order, each ``{"seq", "t", "kind", **payload}``."""
+        if kind is None:
+            rows = self._exec("SELECT seq, t, kind, payload FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
+        else:
+            rows = self._exec("SELECT seq, t, kind, payload FROM events WHERE run_id = ? AND kind = ? ORDER BY seq",
+                              (run_id, kind))
+        return [{"seq": r["seq"], "t": r["t"], "kind": r["kind"], **json.loads(r["payload"])} for r in rows]
+
+    def log_text(self, run_id: str) -> str:
+        """The run's log as plain text, one line per event."""
+        lines = []
+        for e in self.events(run_id):
+            ts = time.strftime("%H:%M:%S", time.localtime(e["t"]))
+            msg = e.get("message") or ""
+            if e["kind"] == "progress":
+                bits = [f"{e.get('stage')}"]
+                if e.get("epoch"):
+                    bits.append(f"epoch {e['epoch']}/{e.get('n_epochs')}")
+                if e.get("loss") is not None:
+                    bits.append(f"loss {e['loss']:.4f}")
+                if e.get("train_accuracy") is not None:
+                    bits.append(f"acc {e['train_accuracy']:.3f}")
+                msg = " ".join(bits) + (f" — {msg}" if msg else "")
+            lines.append(f"[{ts}] {e['kind']}: {msg}")
+        return "\n".join(lines)
+
+    def __iter__(self) -> Iterator[RunRecord]:
+        return iter(self.list())

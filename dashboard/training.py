@@ -1,0 +1,227 @@
+"""Training runs from the dashboard: settings, the job callable, the runs store, saved results.
+
+The job callable (:func:`make_job`) runs the real KD-Crowd trainer
+(``kdcrowd_core.kd``) in the :mod:`dashboard.jobs` worker thread: it saves the
+answers it trains on and the trainer's result into the run's folder, so a
+finished run can be reopened after a restart (:func:`load_run`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from kdcrowd_core.data import CrowdData
+
+from .jobs import Job, JobContext, JobManager
+from .runs_db import RunRecord, RunStore, data_home
+
+HOME_KEY = "kdc_home"
+RUN_KEY = "kdc_run"
+
+#: Choices shown on the Train page (the trainer validates them; see kdcrowd_core/kd.py).
+TEACHERS = ["aggnet", "prob-transition", "crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb", "crowdlayer-vw+b", "conal"]
+DISTILL = ["mig-kl", "mig-pearson", "mig-hellinger", "kl", "ce"]
+ROBUST = ["small-loss", "gce", "none"]
+STAGES = ("mv", "ds", "teacher", "student", "stage2")
+
+
+def kd_module():
+    """The trainer module, or None when it cannot be imported (the page then says so)."""
+    try:
+        from kdcrowd_core import kd
+    except Exception:  # noqa: BLE001
+        return None
+    return kd
+
+
+def choices() -> dict[str, list[str]]:
+    """Teacher / distillation / robust choices: the trainer's own lists when it publishes them."""
+    kd = kd_module()
+    out = {"teacher": TEACHERS, "distill": DISTILL, "robust": ROBUST}
+    if kd is not None:
+        for key, attr in (("teacher", "TEACHERS"), ("distill", "DISTILL_LOSSES"), ("robust", "ROBUST_METHODS")):
+            v = getattr(kd, attr, None)
+            if v:
+                out[key] = list(v)
+    return out
+
+
+def default_config() -> dict[str, Any]:
+    """The trainer's default settings as a dict (empty when the trainer is unavailable)."""
+    kd = kd_module()
+    if kd is None:
+        return {}
+    return kd.KDConfig().to_dict()
+
+
+def gpu_name() -> str | None:
+    """Name of the CUDA GPU when there is one."""
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001
+        pass
+    return None
+
+
+# ------------------------------------------------------------- runs & jobs
+def home() -> Path:
+    return data_home(st.session_state.get(HOME_KEY) or None)
+
+
+@st.cache_resource(show_spinner=False)
+def _manager(home_dir: str) -> JobManager:
+    return JobManager(RunStore(home_dir))
+
+
+def manager() -> JobManager:
+    """The process-wide job manager for the current data directory."""
+    return _manager(str(home()))
+
+
+def store() -> RunStore:
+    return manager().store
+
+
+def active_job() -> Job | None:
+    act = manager().active()
+    return act[0] if act else None
+
+
+def last_job() -> Job | None:
+    m = manager()
+    jobs = list(m._jobs.values())
+    return jobs[-1] if jobs else None
+
+
+def save_crowd(run_dir: Path, data: CrowdData) -> None:
+    """The answers a run trained on: codes in ``answers.npz``, ids and class names in ``answers_ids.json``."""
+    np.savez(run_dir / "answers.npz", item=data.item, worker=data.worker, label=data.label,
+             gold=data.gold if data.gold is not None else np.zeros(0, dtype=np.int64))
+    ids = {"item_ids": _plain(data.item_ids), "worker_ids": _plain(data.worker_ids),
+           "classes": _plain(data.classes), "has_gold": data.gold is not None}
+    (run_dir / "answers_ids.json").write_text(json.dumps(ids))
+
+
+def _plain(idx: pd.Index) -> list:
+    return [v.item() if hasattr(v, "item") else v for v in idx.tolist()]
+
+
+def load_crowd(run_dir: Path) -> CrowdData | None:
+    p = Path(run_dir)
+    if not (p / "answers.npz").is_file():
+        return None
+    z = np.load(p / "answers.npz")
+    ids = json.loads((p / "answers_ids.json").read_text())
+    return CrowdData.from_arrays(z["item"], z["worker"], z["label"], item_ids=ids["item_ids"],
+                                 worker_ids=ids["worker_ids"], classes=ids["classes"],
+                                 gold=z["gold"] if ids["has_gold"] else None, validate=False)
+
+
+def make_job(crowd: CrowdData, config: dict[str, Any],
+             test: tuple[np.ndarray, np.ndarray | None, pd.Index] | None = None) -> Callable[[JobContext], Any]:
+    """The callable a run executes: train KD-Crowd on ``crowd`` and save everything to the run folder."""
+
+    def run(ctx: JobContext):
+        from kdcrowd_core.kd import KDConfig, KDCrowd
+        cfg = KDConfig.from_dict(config)
+        ctx.log(f"training on {crowd.n_items} items, {crowd.n_answers} answers, device={cfg.device}")
+        save_crowd(ctx.run_dir, crowd)
+        trainer = KDCrowd(cfg)
+        result = trainer.fit(crowd, test=test, callback=ctx.report, cancel=ctx.cancel)
+        result.save(ctx.run_dir / "result")
+        ctx.log(f"trained on {result.device}; result saved")
+        return result
+
+    return run
+
+
+def start(ds, config: dict[str, Any]) -> Job:
+    """Start a training run on the loaded dataset (raises RuntimeError when one is already going)."""
+    job = manager().start(make_job(ds.crowd, config, ds.test_split()), config=config,
+                          dataset=ds.name, dataset_key=ds.key)
+    st.session_state[RUN_KEY] = job.run_id
+    return job
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the run's results…")
+def _load_result(result_dir: str, finished: float | None):
+    from kdcrowd_core.kd import KDResult
+    return KDResult.load(result_dir)
+
+
+@dataclass
+class LoadedRun:
+    record: RunRecord
+    result: Any             # KDResult
+    crowd: CrowdData        # the answers it trained on
+
+
+def load_run(run_id: str, current_crowd: CrowdData | None = None, current_key: str | None = None) -> LoadedRun | None:
+    """A finished run's result and answers (from memory when this process ran it, else from its folder)."""
+    rec = store().get(run_id)
+    if rec is None or rec.status != "done":
+        return None
+    job = manager().get(run_id)
+    result = job.result if job is not None and job.result is not None else None
+    if result is None:
+        rdir = Path(rec.result_dir or "") / "result"
+        if not rdir.exists():
+            return None
+        result = _load_result(str(rdir), rec.finished)
+    if current_crowd is not None and rec.dataset_key == current_key:
+        crowd = current_crowd
+    else:
+        crowd = _load_crowd_cached(str(rec.result_dir), rec.id)
+        if crowd is None:
+            return None
+    return LoadedRun(record=rec, result=result, crowd=crowd)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _load_crowd_cached(run_dir: str, run_id: str) -> CrowdData | None:
+    return load_crowd(Path(run_dir))
+
+
+def latest_done(dataset_key: str | None = None) -> RunRecord | None:
+    """Most recent finished run (of this dataset when a key is given)."""
+    for r in store().list(limit=200):
+        if r.status == "done" and (dataset_key is None or r.dataset_key == dataset_key):
+            return r
+    return None
+
+
+def selected_run_id(dataset_key: str | None) -> str | None:
+    """The run the Results/Workers pages show: the one picked by the user, else the latest done one of this data."""
+    rid = st.session_state.get(RUN_KEY)
+    if rid:
+        rec = store().get(rid)
+        if rec is not None and rec.status == "done":
+            return rid
+    r = latest_done(dataset_key)
+    return r.id if r else None
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    s = float(s)
+    if s < 60:
+        return f"{s:.0f} s"
+    m, s = divmod(int(s), 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+def fmt_time(t: float | None) -> str:
+    return "—" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))

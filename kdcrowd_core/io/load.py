@@ -1,0 +1,88 @@
+"""load_crowd: answers + gold + features in one call."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data import CrowdData, ReadReport, _coerce_like
+from ..errors import CrowdDataError
+from ._source import DEFAULT_MAX_BYTES, describe_source
+from .answers import read_answers
+from .features import read_features
+from .gold import read_gold
+
+
+def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_ids: Any = None,
+               allow_unknown_items: bool = False, **read_kwargs: Any) -> CrowdData:
+    """Read answers, then attach gold labels and item features.
+
+    Parameters
+    ----------
+    answers : source accepted by :func:`read_answers`
+    gold : source accepted by :func:`read_gold`, or a pandas.Series item id -> label, optional
+    features : source accepted by :func:`read_features`, or a tuple ``(X, ids, names)``, optional
+    feature_ids : ids for a ``.npy`` features file (sequence or path of a one-id-per-line file)
+    allow_unknown_items : bool, default False
+        ``False``: gold labels or feature rows for items that have no answers are
+        an error (usually the ids of the two files do not match).  ``True``:
+        they are ignored (noted in the report) — e.g. features of unlabelled items.
+    **read_kwargs
+        Passed to :func:`read_answers` (``format``, ``item``, ``worker``,
+        ``label``, ``classes``, ``max_bytes``, ``name``).
+
+    Returns
+    -------
+    CrowdData
+        ``data.report`` holds one ReadReport per file read.
+
+    Raises
+    ------
+    CrowdDataError
+        Bad files; gold or features for unknown items; features missing for
+        some answered items; non-numeric features.  Messages name the file.
+    """
+    data = read_answers(answers, **read_kwargs)
+    max_bytes = read_kwargs.get("max_bytes", DEFAULT_MAX_BYTES)
+    if gold is not None:
+        g_name = describe_source(gold) if not isinstance(gold, pd.Series) else "<gold Series>"
+        g = gold if isinstance(gold, pd.Series) else read_gold(gold, max_bytes=max_bytes)
+        rep = g.attrs.get("report") if isinstance(g.attrs.get("report"), ReadReport) else None
+        src = None if g_name.startswith("<") else g_name
+        n_before = len(data.report)
+        data = data.with_gold(g, source=src, allow_unknown_items=allow_unknown_items)
+        if rep is not None:
+            data.report.insert(n_before, rep)
+            known = data.item_ids.get_indexer(_coerce_like(g.dropna().index, data.item_ids)) >= 0
+            if (~known).any():
+                rep.notes.append(f"{int((~known).sum())} gold labels for items without answers were ignored")
+            rep.notes.append(f"gold labels for {int(data.gold_mask.sum())} of {data.n_items} answered items")
+    if features is not None:
+        if isinstance(features, tuple) and len(features) == 3 and not hasattr(features, "report"):
+            X, ids, names = features
+            f_name, rep = "<features>", None
+        else:
+            f = read_features(features, ids=feature_ids, max_bytes=max_bytes)
+            X, ids, names = f
+            f_name, rep = f.report.source, f.report
+        src = None if f_name.startswith("<") else f_name
+        ids = pd.Index(ids)
+        data = data.with_features(X, ids, feature_names=list(names) if names is not None else None, source=src)
+        # rows for items that have no answers
+        extra = ids.get_indexer(_coerce_like(data.item_ids, ids))
+        unknown = np.ones(len(ids), dtype=bool)
+        unknown[extra[extra >= 0]] = False
+        if unknown.any():
+            ex = list(ids[unknown][:5])
+            if not allow_unknown_items:
+                raise CrowdDataError(
+                    f"{int(unknown.sum())} of {len(ids)} feature rows are for items that have no answers, e.g. {ex}.",
+                    path=src,
+                    hint="check that the feature ids match the answers' item ids; pass allow_unknown_items=True "
+                         "(CLI: keep such items in a separate --test-features file) to ignore them.")
+            if rep is not None:
+                rep.notes.append(f"{int(unknown.sum())} feature rows for items without answers were ignored")
+        if rep is not None:
+            data.report.append(rep)
+    return data
