@@ -56,6 +56,17 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
+def _reset_peak() -> int:
+    """Reset the process's peak resident memory (Linux) and return the current RSS in kB."""
+    before = _rss_kb("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return before
+
+
 def child(tool: str, path: str, n_iter: int, device: str) -> None:
     """Runs in a subprocess: load, reset the peak, fit, print one JSON line."""
     z = np.load(path)
@@ -65,11 +76,7 @@ def child(tool: str, path: str, n_iter: int, device: str) -> None:
         import pandas as pd
         from crowdkit.aggregation import DawidSkene as CK
         df = pd.DataFrame({"task": item, "worker": worker, "label": label})
-        before = _rss_kb("VmRSS")
-        try:
-            open("/proc/self/clear_refs", "w").write("5")
-        except OSError:
-            pass
+        before = _reset_peak()
         t0 = time.perf_counter()
         res = CK(n_iter=n_iter, tol=0.0).fit_predict(df)
         secs = time.perf_counter() - t0
@@ -84,11 +91,7 @@ def child(tool: str, path: str, n_iter: int, device: str) -> None:
             DawidSkene(n_iter=2, tol=0.0, device=device).fit(data)  # warm up CUDA context and kernels
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        before = _rss_kb("VmRSS")
-        try:
-            open("/proc/self/clear_refs", "w").write("5")
-        except OSError:
-            pass
+        before = _reset_peak()
         t0 = time.perf_counter()
         m = DawidSkene(n_iter=n_iter, tol=0.0, device=device).fit(data)
         if device.startswith("cuda"):
