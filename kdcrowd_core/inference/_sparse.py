@@ -20,25 +20,20 @@ import torch
 from ..data import CrowdData
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, device: torch.device,
-         dtype: torch.dtype) -> torch.Tensor:
-    """CSR 0/1 matrix from unique (row, col) pairs (a stable counting sort by row)."""
-    if rows.size and np.all(rows[1:] >= rows[:-1]):
-        c = cols
-        counts = np.bincount(rows, minlength=n_rows)
-    else:
-        order = torch.argsort(torch.from_numpy(rows), stable=True).numpy()
-        c = cols[order]
-        counts = np.bincount(rows, minlength=n_rows)
-    crow = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(counts, out=crow[1:])
-    idx_dtype = np.int32 if max(n_cols, len(c)) < 2**31 - 1 else np.int64
-    crow_t = torch.from_numpy(crow.astype(idx_dtype)).to(device)
-    col_t = torch.from_numpy(c.astype(idx_dtype)).to(device)
-    val_t = torch.ones(len(c), dtype=dtype, device=device)
+def _csr(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int, dtype: torch.dtype) -> torch.Tensor:
+    """CSR 0/1 matrix from unique (row, col) pairs, built on the pairs' device (stable sort by row)."""
+    if rows.numel() > 1 and not bool((rows[1:] >= rows[:-1]).all()):
+        order = torch.argsort(rows, stable=True)
+        cols = cols[order]
+        del order
+    counts = torch.bincount(rows, minlength=n_rows)
+    idx_dtype = torch.int32 if max(n_cols, n_rows, cols.numel()) < 2**31 - 1 else torch.int64
+    crow = torch.zeros(n_rows + 1, dtype=idx_dtype, device=rows.device)
+    torch.cumsum(counts, dim=0, out=crow[1:]) if idx_dtype == torch.int64 else crow[1:].copy_(counts.cumsum(0))
+    val = torch.ones(cols.numel(), dtype=dtype, device=rows.device)
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow_t, col_t, val_t, size=(n_rows, n_cols), check_invariants=False)
+        return torch.sparse_csr_tensor(crow, cols.to(idx_dtype), val, size=(n_rows, n_cols), check_invariants=False)
 
 
 class AnswerOperator:
@@ -55,9 +50,15 @@ class AnswerOperator:
         K = data.n_classes
         self.N, self.R, self.K = data.n_items, data.n_workers, K
         self.device, self.dtype = device, dtype
-        key = data.worker * K + data.label
-        self.A = _csr(data.item, key, self.N, self.R * K, device, dtype)
-        self.At = _csr(key, data.item, self.R * K, self.N, device, dtype)
+        item = torch.from_numpy(data.item).to(device)
+        key = torch.from_numpy(data.worker).to(device) * K + torch.from_numpy(data.label).to(device)
+        self.A = _csr(item, key, self.N, self.R * K, dtype)
+        self.At = _csr(key, item, self.R * K, self.N, dtype)
+        # soft majority vote, computed here while the answers are on the device
+        counts = torch.zeros(self.N * K, dtype=dtype, device=device)
+        counts.index_add_(0, item * K + (key % K), torch.ones(item.numel(), dtype=dtype, device=device))
+        counts = counts.view(self.N, K)
+        self.soft_mv = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
 
     def gather_sum(self, table: torch.Tensor) -> torch.Tensor:
         """``(R*K, K) -> (N, K)``: per item, the sum of ``table[r*K+c]`` over its answers."""

@@ -10,10 +10,15 @@ import torch
 from ..data import CrowdData
 from ..device import resolve_device
 from ..errors import CrowdDataError
-from ._sparse import AnswerOperator, clamp_gold, soft_majority
+from ._sparse import AnswerOperator
 from .base import BaseInference, register
 
 _EPS = 1e-12
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 @register("dawid_skene", "ds", "dawid-skene", "dawidskene")
@@ -56,7 +61,8 @@ class DawidSkene(BaseInference):
     -----------------
     proba_array_ (N, K), probas_, labels_, worker_matrices_ (R, K, K) ``[r, true, answer]``,
     errors_ (Crowd-Kit layout), prior_ (K,), priors_ (pandas Series), loglik_history_ (list of
-    float: mean log-likelihood per answer after each E-step), n_iter_ (iterations run), converged_.
+    float: mean log-likelihood per answer after each E-step), n_iter_ (iterations run), converged_,
+    timings_ (seconds for setup, EM iterations and the copy back to host memory).
     """
 
     n_iter: int = 100
@@ -78,6 +84,8 @@ class DawidSkene(BaseInference):
             raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
         if self.n_iter < 1:
             raise CrowdDataError("n_iter must be at least 1.")
+        import time
+        t_start = time.perf_counter()
         N, R, K = data.n_items, data.n_workers, data.n_classes
         op = AnswerOperator(data, dev, dt)
         gold_idx = gold_val = None
@@ -104,7 +112,9 @@ class DawidSkene(BaseInference):
             q, ll = self._e_step(op, logT, log_prior)
             q = clamp(q)
         else:
-            q = clamp(torch.from_numpy(soft_majority(data)).to(dev, dt))
+            q = clamp(op.soft_mv.clone())
+        _sync(dev)
+        t_em = time.perf_counter()
         n_ans = float(data.n_answers)
         converged = False
         it = 0
@@ -120,6 +130,8 @@ class DawidSkene(BaseInference):
                 break
         # final M-step so that matrices and prior match the returned posteriors
         logT, log_prior = self._m_step(op, q)
+        _sync(dev)
+        t_done = time.perf_counter()
         T = logT.exp().reshape(R, K, K).transpose(1, 2)  # [r, true j, answer c]
         self.worker_matrices_ = T.double().cpu().numpy()
         self.prior_ = log_prior.exp().double().cpu().numpy()
@@ -129,7 +141,11 @@ class DawidSkene(BaseInference):
         self.n_iter_ = it
         self.converged_ = converged
         self.device_ = str(dev)
-        return q.double().cpu().numpy()
+        out = q.double().cpu().numpy()
+        #: seconds: building the sparse operators, the EM iterations, copying results back
+        self.timings_ = {"setup": t_em - t_start, "em": t_done - t_em,
+                         "to_host": time.perf_counter() - t_done}
+        return out
 
     def _m_step(self, op: AnswerOperator, q: torch.Tensor):
         R, K = op.R, op.K
