@@ -155,7 +155,9 @@ def _matrix_heatmap(M: np.ndarray, classes: Sequence, *, counts: np.ndarray | No
     return go.Heatmap(
         z=M, x=names, y=names, zmin=0.0, zmax=zmax, colorscale=PROB_SCALE, showscale=showscale,
         customdata=custom, hovertemplate=hover + "<extra></extra>", name=name,
-        text=np.round(M, 2) if text else None, texttemplate="%{text:.2f}" if text else None,
+        # values under 0.005 are left blank: the few large entries of a K x K matrix stay readable
+        text=np.where(M >= 0.005, np.char.mod("%.2f", M), "") if text else None,
+        texttemplate="%{text}" if text else None,
         textfont=dict(size=10), colorbar=dict(title="P", thickness=12, len=0.8) if showscale else None,
         xgap=1, ygap=1,
     )
@@ -177,17 +179,23 @@ def matrices_side_by_side(matrices: Mapping[str, np.ndarray], classes: Sequence,
     """Several K x K matrices of the same worker in one row (e.g. DS, teacher, stage 2, empirical)."""
     names = list(matrices)
     n = max(len(names), 1)
-    fig = make_subplots(rows=1, cols=n, subplot_titles=[method_label(m) for m in names],
-                        horizontal_spacing=0.06)
     K = len(classes)
+    # one row while the cells stay wide enough for their numbers, else two matrices per row
+    cols = n if n * K <= 24 else min(n, 2)
+    rows = int(np.ceil(n / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[method_label(m) for m in names],
+                        horizontal_spacing=0.06 if cols > 2 else 0.1,
+                        vertical_spacing=0.12 if rows > 1 else 0.3)
     for k, m in enumerate(names):
+        r, c = divmod(k, cols)
         fig.add_trace(_matrix_heatmap(matrices[m], classes, name=method_label(m),
                                       counts=None if counts is None else counts.get(m),
-                                      showscale=(k == n - 1), text=K <= 8), row=1, col=k + 1)
-        fig.update_yaxes(autorange="reversed", type="category", row=1, col=k + 1,
-                         title_text="true class" if k == 0 else None, showticklabels=(k == 0))
-        fig.update_xaxes(type="category", title_text="answer", row=1, col=k + 1)
-    return _layout(fig, title, height=min(520, 240 + 28 * K))
+                                      showscale=(k == n - 1), text=K <= 12), row=r + 1, col=c + 1)
+        fig.update_yaxes(autorange="reversed", type="category", row=r + 1, col=c + 1,
+                         title_text="true class" if c == 0 else None, showticklabels=(c == 0))
+        fig.update_xaxes(type="category", title_text="answer" if r == rows - 1 else None, row=r + 1, col=c + 1,
+                         showticklabels=(r == rows - 1 or k + cols >= n))
+    return _layout(fig, title, height=rows * min(460, 200 + 28 * K) + 60)
 
 
 def worker_matrix_grid(matrices: np.ndarray, worker_ids: Sequence, classes: Sequence, *,
@@ -219,7 +227,7 @@ def worker_matrix_grid(matrices: np.ndarray, worker_ids: Sequence, classes: Sequ
                          row=r + 1, col=c + 1, tickfont=dict(size=9))
         fig.update_xaxes(type="category", showticklabels=False, row=r + 1, col=c + 1)
     for a in fig.layout.annotations:
-        a.font = dict(size=11)
+        a.font = dict(size=10 if cols > 4 else 11)
     return _layout(fig, title, height=60 + 210 * rows, margin=dict(l=60, r=20, t=80, b=20))
 
 
@@ -285,7 +293,7 @@ def cooccurrence_heatmap(C: np.ndarray, classes: Sequence, *,
         z=R, x=names, y=names, zmin=0, zmax=1, colorscale=PROB_SCALE, customdata=C,
         text=np.round(R, 2) if K <= 12 else None, texttemplate="%{text:.2f}" if K <= 12 else None,
         hovertemplate="answers %{y} & %{x}<br>pairs: %{customdata:,.0f}<br>share of %{y}'s pairs: %{z:.1%}<extra></extra>",
-        colorbar=dict(title="share", thickness=12), xgap=1, ygap=1,
+        colorbar=dict(title=dict(text="share", side="right"), thickness=12), xgap=1, ygap=1,
     ))
     fig.update_yaxes(autorange="reversed", type="category", title_text="answer")
     fig.update_xaxes(type="category", title_text="other answer on the same item")
@@ -399,9 +407,16 @@ def accuracy_bars(accuracy: Mapping[str, Mapping[str, float]], *, title: str = "
         ))
     all_vals = [v for a in accuracy.values() for v in a.values()]
     lo = max(0.0, min(all_vals) - 0.1) if all_vals else 0.0
-    fig.update_yaxes(range=[lo, 1.05], tickformat=".0%", title_text="accuracy")
+    fig.update_yaxes(range=[lo, 1.05], tickformat=".0%", title_text="accuracy", tickvals=_accuracy_ticks(lo))
     return _layout(fig, title, height=360, barmode="group",
                    legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+
+
+def _accuracy_ticks(lo: float) -> list[float]:
+    """Ticks from ``lo`` up to 100 % (the axis goes a bit higher for the bar labels; no "105 %" tick)."""
+    step = 0.1 if 1.0 - lo > 0.35 else 0.05
+    first = np.ceil(round(lo / step, 6)) * step
+    return [round(float(v), 4) for v in np.arange(first, 1.0 + 1e-9, step)]
 
 
 def per_class_accuracy(table: pd.DataFrame, *, title: str = "Accuracy per class") -> go.Figure:
@@ -411,7 +426,7 @@ def per_class_accuracy(table: pd.DataFrame, *, title: str = "Accuracy per class"
         fig.add_trace(go.Bar(x=[str(c) for c in table.columns], y=table.loc[m].to_numpy(dtype=float),
                              name=method_label(m), marker_color=method_color(m),
                              hovertemplate=f"{method_label(m)}<br>class %{{x}}: %{{y:.1%}}<extra></extra>"))
-    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text="accuracy")
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text="accuracy", tickvals=_accuracy_ticks(0.0))
     fig.update_xaxes(type="category", title_text="gold class")
     return _layout(fig, title, height=360, barmode="group",
                    legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
@@ -424,7 +439,8 @@ def method_agreement_heatmap(agree: pd.DataFrame, *, title: str = "How often two
     fig = go.Figure(go.Heatmap(z=z, x=names, y=names, zmin=max(0.0, float(np.nanmin(z)) - 0.05) if z.size else 0,
                                zmax=1, colorscale="Greens", text=np.round(z, 3), texttemplate="%{text:.1%}",
                                hovertemplate="%{y} vs %{x}<br>same label on %{z:.1%} of items<extra></extra>",
-                               colorbar=dict(title="agree", thickness=12), xgap=2, ygap=2))
+                               colorbar=dict(title=dict(text="agreement", side="right"), thickness=12,
+                                             tickformat=".0%"), xgap=2, ygap=2))
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
     return _layout(fig, title, height=380)

@@ -14,6 +14,7 @@ def sidebar() -> None:
         except Exception as exc:  # noqa: BLE001 - the sample failing must not take the app down
             st.error(f"Could not load the sample data: {exc}")
             return
+        training.ensure_sample_run(ds)   # first open on the sample: register the pre-computed run (once)
         c = ds.crowd
         st.markdown(f"**Data:** {ds.name}")
         st.caption(f"{c.n_items:,} items · {c.n_workers:,} workers · {c.n_classes} classes · "

@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS runs (
     error       TEXT,
     result_dir  TEXT
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     run_id  TEXT NOT NULL,
     seq     INTEGER NOT NULL,
@@ -158,6 +162,50 @@ class RunStore:
                    "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
                    (run_id, time.time(), dataset, dataset_key, _json(config), str(d)))
         return self.get(run_id)
+
+    def import_run(self, run_id: str, *, marker: str, status: str = "done", created: float | None = None,
+                   started: float | None = None, finished: float | None = None, dataset: str = "",
+                   dataset_key: str = "", config: dict[str, Any] | None = None, device: str | None = None,
+                   summary: dict[str, Any] | None = None, result_dir: str | None = None,
+                   events: list[tuple[float, str, dict[str, Any]]] = ()) -> bool:
+        """Register a run computed elsewhere (e.g. the bundled sample run), at most once per ``marker``.
+
+        One transaction inserts the run, its ``events`` (``(t, kind, payload)``) and
+        the ``marker`` key in the ``meta`` table; when the marker is already there
+        (imported before, even if the run was deleted since) nothing is written.
+        Returns True when the run was inserted now.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            if con.execute("SELECT 1 FROM meta WHERE key = ?", (marker,)).fetchone() is not None:
+                con.execute("ROLLBACK")
+                return False
+            con.execute("INSERT OR IGNORE INTO runs (id, created, started, finished, status, dataset, dataset_key, "
+                        "config, device, summary, result_dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, time.time() if created is None else created, started, finished, status, dataset,
+                         dataset_key, _json(config or {}), device, None if summary is None else _json(summary),
+                         result_dir))
+            con.executemany("INSERT OR IGNORE INTO events (run_id, seq, t, kind, payload) VALUES (?, ?, ?, ?, ?)",
+                            [(run_id, i + 1, float(t), kind, _json(payload))
+                             for i, (t, kind, payload) in enumerate(events)])
+            con.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (marker, _json({"run_id": run_id,
+                                                                                      "t": time.time()})))
+            con.execute("COMMIT")
+            return True
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def get_meta(self, key: str) -> Any:
+        """A value stored with :meth:`import_run`'s marker (decoded JSON), or None."""
+        rows = self._exec("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else None
 
     def get(self, run_id: str) -> RunRecord | None:
         rows = self._exec("SELECT * FROM runs WHERE id = ?", (run_id,))

@@ -7,8 +7,12 @@ finished run can be reopened after a restart (:func:`load_run`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +28,15 @@ from .runs_db import RunRecord, RunStore, data_home
 
 HOME_KEY = "kdc_home"
 RUN_KEY = "kdc_run"
+SAMPLE_CHECKED_KEY = "kdc_sample_run_checked"
+
+#: The pre-computed KD-Crowd run on the bundled sample (``python scripts/make_sample_run.py``).
+BUNDLED_RUN_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "run"
+#: Id prefix of runs imported from the bundle (see :func:`is_bundled`).
+BUNDLED_PREFIX = "sample-"
+BUNDLED_LABEL = "sample run (pre-computed)"
+
+_log = logging.getLogger(__name__)
 
 #: Choices shown on the Train page (the trainer validates them; see kdcrowd_core/kd.py).
 TEACHERS = ["aggnet", "prob-transition", "crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb", "crowdlayer-vw+b", "conal"]
@@ -208,6 +221,97 @@ def selected_run_id(dataset_key: str | None) -> str | None:
             return rid
     r = latest_done(dataset_key)
     return r.id if r else None
+
+
+# ------------------------------------------------------ bundled sample run
+def is_bundled(run: RunRecord | str) -> bool:
+    """True for the pre-computed sample run imported from ``sample_data/run``."""
+    rid = run if isinstance(run, str) else run.id
+    return rid.startswith(BUNDLED_PREFIX)
+
+
+def run_label(r: RunRecord) -> str:
+    """How a run is named in the run pickers."""
+    settings = f"{r.config.get('teacher', '')}/{r.config.get('distill', '')}"
+    if is_bundled(r):
+        return f"{BUNDLED_LABEL} — {r.dataset} — {settings}"
+    return f"{r.id} — {r.dataset} — {settings}"
+
+
+def bundled_meta(bundle: Path = BUNDLED_RUN_DIR) -> dict[str, Any] | None:
+    """``run.json`` of the bundled run, or None when there is no (usable) bundle."""
+    try:
+        meta = json.loads((Path(bundle) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not (Path(bundle) / "result" / "result.json").is_file():
+        return None
+    return meta
+
+
+def import_bundled_run(st_store: RunStore, crowd: CrowdData, dataset_key: str,
+                       bundle: Path = BUNDLED_RUN_DIR) -> str | None:
+    """Register the bundled sample run in ``st_store`` as a finished run; returns its id when imported now.
+
+    Does nothing (returns None) when there is no bundle, when it was trained on
+    other data than ``dataset_key`` (the sample files changed since), when the
+    store already has a finished run of this dataset, or when this bundle was
+    imported into this store before (even if the run was deleted since).  Copies
+    the bundle's result (~1-2 MB) into the run folder and saves ``crowd`` (the
+    answers) next to it, like a run trained by the dashboard; no torch import.
+    """
+    meta = bundled_meta(bundle)
+    if meta is None or meta.get("dataset_key") != dataset_key:
+        return None
+    bundle_id = hashlib.blake2b((Path(bundle) / "run.json").read_bytes(), digest_size=5).hexdigest()
+    run_id = f"{BUNDLED_PREFIX}{bundle_id}"
+    marker = f"imported:{run_id}"
+    if st_store.get_meta(marker) is not None:
+        return None
+    if any(r.status == "done" and r.dataset_key == dataset_key for r in st_store.list(limit=1000)):
+        return None
+    final = st_store.run_dir(run_id)
+    if not (final / "result" / "result.json").is_file():
+        tmp = st_store.home / "runs" / f".{run_id}-{uuid.uuid4().hex[:6]}"
+        try:
+            shutil.copytree(Path(bundle) / "result", tmp / "result")
+            save_crowd(tmp, crowd)
+            try:
+                tmp.rename(final)           # atomic; fails when another session got there first
+            except OSError:
+                if not (final / "result" / "result.json").is_file():   # a leftover of a crash: replace it
+                    shutil.rmtree(final, ignore_errors=True)
+                    tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    started = meta.get("started")
+    try:
+        history = json.loads((final / "result" / "result.json").read_text()).get("history") or []
+    except (OSError, ValueError):
+        history = []
+    t0 = float(started) if started is not None else time.time()
+    events = [(t0, "log", {"message": f"{BUNDLED_LABEL}: trained with {meta.get('command', 'a script')} "
+                                      f"(kdcrowd {(meta.get('code_version') or {}).get('kdcrowd', '?')})"})]
+    events += [(t0 + float(e.get("elapsed") or 0.0), "progress", e) for e in history if isinstance(e, dict)]
+    events.append((float(meta.get("finished") or t0), "log", {"message": "imported into the dashboard's runs"}))
+    summary = meta.get("summary")
+    inserted = st_store.import_run(run_id, marker=marker, created=time.time(), started=started,
+                                   finished=meta.get("finished"), dataset=meta.get("dataset", "sample data"),
+                                   dataset_key=dataset_key, config=meta.get("config") or {},
+                                   device=meta.get("device"), summary=summary, result_dir=str(final),
+                                   events=events)
+    return run_id if inserted else None
+
+
+def ensure_sample_run(ds) -> None:
+    """On the sample, make sure the bundled run is in the store (once per session and dataset; cheap)."""
+    if not getattr(ds, "is_sample", False) or st.session_state.get(SAMPLE_CHECKED_KEY) == ds.key:
+        return
+    st.session_state[SAMPLE_CHECKED_KEY] = ds.key
+    try:
+        import_bundled_run(store(), ds.crowd, ds.key)
+    except Exception as exc:  # noqa: BLE001 - a broken bundle must never take the app down
+        _log.warning("could not import the bundled sample run: %s", exc)
 
 
 def fmt_seconds(s: float | None) -> str:

@@ -58,7 +58,20 @@ class ReadReport:
         }
 
     def to_text(self) -> str:
-        lines = [f"{self.source} ({self.format}): {self.rows_read} rows read, {self.answers} answers kept"]
+        """Human-readable summary, one fact per line.
+
+        The first line counts what was kept in the words of the file's kind:
+        "N gold labels kept" for ``format="gold"``, "N feature rows" for
+        ``format="features"``, "N answers kept" for every answers format.
+        """
+        n = self.answers
+        if self.format == "gold":
+            kept = f"{n} gold label{'' if n == 1 else 's'} kept"
+        elif self.format == "features":
+            kept = f"{n} feature row{'' if n == 1 else 's'}"
+        else:
+            kept = f"{n} answers kept"
+        lines = [f"{self.source} ({self.format}): {self.rows_read} rows read, {kept}"]
         if self.columns:
             lines.append("  columns: " + ", ".join(f"{k}={v!r}" for k, v in self.columns.items()))
         if self.encoding or self.delimiter:

@@ -18,7 +18,7 @@ if not runs:
 
 default = training.selected_run_id(ds.key) or runs[0].id
 ids = [r.id for r in runs]
-labels = {r.id: f"{r.id} — {r.dataset} — {r.config.get('teacher', '')}/{r.config.get('distill', '')}" for r in runs}
+labels = {r.id: training.run_label(r) for r in runs}
 run_id = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0, format_func=labels.get,
                       key="results_run")
 st.session_state[training.RUN_KEY] = run_id
@@ -30,7 +30,13 @@ res, crowd = run.result, run.crowd
 if run.record.dataset_key != ds.key:
     st.caption(f"This run was trained on “{run.record.dataset}”, not on the data loaded now; "
                "showing it with the answers saved in the run.")
-st.caption(f"Trained on {res.device} in {training.fmt_seconds(sum((res.timings or {}).values()))}; "
+if training.is_bundled(run.record):
+    st.info("This is the **pre-computed sample run** that comes with kdcrowd: the trainer's default settings on "
+            "the sample data, trained on the CPU by `python scripts/make_sample_run.py`. "
+            "Start your own run on the Train page.", icon=":material/inventory_2:")
+timings = dict(res.timings or {})
+total = timings.pop("total", None)
+st.caption(f"Trained on {res.device} in {training.fmt_seconds(total if total is not None else sum(timings.values()))}; "
            f"teacher {res.config.teacher}, distillation {res.config.distill}, robust {res.config.robust}.")
 
 # ------------------------------------------------------------ before / after
@@ -90,6 +96,8 @@ with f2:
         st.caption(f"On the {len(known):,} of these items with gold: teacher right "
                    f"{(known['teacher'] == known['gold']).mean():.0%}, student right "
                    f"{(known['student'] == known['gold']).mean():.0%}.")
+    first = [c for c in ("gold", "teacher", "student", "stage2") if c in view.columns]
+    view = view[first + [c for c in view.columns if c not in first]]
     st.dataframe(view, height=380, key="diff_table", column_config={
         "teacher_confidence": st.column_config.ProgressColumn("teacher conf.", min_value=0, max_value=1, format="%.2f"),
         "student_confidence": st.column_config.ProgressColumn("student conf.", min_value=0, max_value=1, format="%.2f"),
@@ -106,8 +114,12 @@ if chg is not None:
                                                      res.worker_ids, crowd.answers_per_worker()), key="wchange")
     with w2:
         st.caption("Workers whose matrix changed most (L1 distance per row, 0 = unchanged, 2 = completely different):")
-        st.dataframe(chg.sort_values("change", ascending=False).head(15), height=360, key="wchange_table",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in chg.columns})
+        top = chg.sort_values("change", ascending=False).head(15)
+        top = top[["change"] + [c for c in top.columns if c != "change"]]
+        st.dataframe(top, height=360, key="wchange_table", column_config={
+            "change": st.column_config.NumberColumn("change", format="%.3f"),
+            "teacher_accuracy": st.column_config.NumberColumn("teacher diag.", format="%.3f"),
+            "stage2_accuracy": st.column_config.NumberColumn("stage-2 diag.", format="%.3f")})
 else:
     st.caption("This run has no teacher/stage-2 worker matrices.")
 

@@ -86,6 +86,7 @@ if submitted and not problems:
     except Exception as exc:  # noqa: BLE001 - e.g. a bad setting rejected by the trainer
         st.error(f"Could not start the run: {exc}")
     else:
+        st.session_state["train_pick"] = st.session_state[training.RUN_KEY]   # "Open a run" follows the new run
         st.rerun()
 
 
@@ -147,7 +148,7 @@ if not runs:
     st.caption("No run yet. Runs are stored in " + str(training.home()) + ".")
     st.stop()
 table = pd.DataFrame([{
-    "run": r.id, "status": r.status, "dataset": r.dataset, "started": training.fmt_time(r.started),
+    "run": f"{r.id} (pre-computed)" if training.is_bundled(r) else r.id, "status": r.status, "dataset": r.dataset, "started": training.fmt_time(r.started),
     "duration": training.fmt_seconds(r.duration), "device": r.device or "",
     "teacher": r.config.get("teacher", ""), "distill": r.config.get("distill", ""),
     "stage-2 accuracy": ((r.summary or {}).get("train_accuracy") or {}).get("stage2"),
@@ -158,7 +159,9 @@ st.caption(f"Stored in {training.store().path}.")
 
 ids = [r.id for r in runs]
 cur = st.session_state.get(training.RUN_KEY)
-pick = st.selectbox("Open a run", ids, index=ids.index(cur) if cur in ids else 0, key="train_pick")
+names = {r.id: f"{training.run_label(r)} ({r.status})" for r in runs}
+pick = st.selectbox("Open a run", ids, index=ids.index(cur) if cur in ids else 0, key="train_pick",
+                    format_func=names.get)
 rec = training.store().get(pick)
 if rec is not None and (job is None or rec.id != job.run_id):
     live = training.manager().get(rec.id)

@@ -41,7 +41,7 @@ shown = table.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
 p2.caption(f"{len(table):,} workers match; showing {len(shown)} "
            f"({(page - 1) * PAGE_SIZE + 1}–{(page - 1) * PAGE_SIZE + len(shown)}).")
 codes = c.worker_ids.get_indexer(shown.index)
-subtitles = [f"{charts._short(w, 14)} · n={int(r.answers)} · acc {r.accuracy:.2f}" for w, r in shown.iterrows()]
+subtitles = [f"{charts._short(w, 16)}<br>n={int(r.answers)} · acc {r.accuracy:.2f}" for w, r in shown.iterrows()]
 st.plotly_chart(charts.worker_matrix_grid(a.ds_matrices[codes], shown.index, c.classes, subtitles=subtitles,
                                           cols=6, title="Worker confusion matrices"), key="worker_grid")
 

@@ -51,7 +51,9 @@ def test_every_page_renders_on_the_sample():
     assert _titles(at) == ["Train"]
     _goto(at, PAGES[4])
     assert _titles(at) == ["Results"]
-    assert any("No finished training run" in i.value for i in at.info)
+    # the pre-computed sample run (sample_data/run) is there from the first open
+    assert not any("No finished training run" in i.value for i in at.info)
+    assert "Before and after" in [s.value for s in at.subheader]
 
 
 def test_workers_filters():
@@ -150,6 +152,9 @@ def test_short_training_run_to_completion_and_results(small_crowd_files):
     # the pages stay usable and show the run
     at.run()
     assert not at.exception
+    # "Open a run" follows the new run (not the pre-computed sample run listed below it)
+    assert at.selectbox(key="train_pick").value == job.run_id
+    assert any(b.label == "Show the results" for b in at.button)
     _goto(at, PAGES[4])
     assert not at.error and "Before and after" in [s.value for s in at.subheader]
     methods = [m.label for m in at.metric]

@@ -87,3 +87,14 @@ def test_process_pending_applies_in_order(small_crowd_files):
                            ("gold", small_crowd_files["gold"], "g.csv")]}
     state.process_pending(st_)
     assert st_[state.DATASET].crowd.has_gold and state.PENDING not in st_ and state.UPLOAD_ERROR not in st_
+
+
+def test_reports_word_each_file_kind():
+    """The Data page's "what was read" texts: answers kept / gold labels kept / feature rows."""
+    ds = state._sample_from_files()
+    texts = {}
+    for r in ds.reports:
+        texts.setdefault(r.format, r.to_text())      # answers, features, gold (then the test split's)
+    assert "10530 answers kept" in texts["long"]
+    assert "300 gold labels kept" in texts["gold"] and "answers kept" not in texts["gold"]
+    assert "3000 feature rows" in texts["features"] and "answers kept" not in texts["features"]
