@@ -180,8 +180,9 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
                 for part in ("test", "train", "valid"):
                     out[f"{part}/{teacher}/student-{distill}-auto"] = out[f"{part}/{teacher}/student-{distill}-{pick}"]
                 out[f"pick/{teacher}/student-{distill}-auto"] = float(pick == "small-loss")
-                if distill == cfg.distill:
-                    default_student = students[(distill, pick)]
+                if distill == cfg.distill:   # "auto" trains every candidate: its time is their sum
+                    h_, s_, _ = students[(distill, pick)]
+                    default_student = (h_, s_, sum(students[(distill, r)][2] for r in cands))
         if default_student is None:
             torch.manual_seed(seed)
             t = time.perf_counter()
@@ -218,7 +219,8 @@ def report(results: dict[str, list[dict]], base: KDConfig, teachers, distills, r
          f"batch {base.batch_size or 'auto'}, model selection on the validation data only "
          "(LabelMe: its valid split; Music: 100 held-out gold train songs per seed). "
          f"Teacher targets: {base.teacher_target}, cross-fitting folds {base.cross_fit_folds}; "
-         f"default student: distill={base.distill}, robust={base.robust} "
+         f"default student: distill={base.distill}, robust={base.robust}, MIG^f marginal pairs={base.mig_marginal}, "
+         f"students averaged={base.student_ensemble} "
          f"(forget rate = {'teacher-vs-MV disagreement' if base.forget_rate is None else base.forget_rate}).",
          "Test accuracy mean ± std over seeds; 'train' = accuracy of the predicted true labels of the annotated "
          "items; worker-matrix error = mean over workers with >= 20 answers of the mean L1 row distance to the "

@@ -42,7 +42,7 @@ from .data import CrowdData
 from .device import describe_device, resolve_device
 from .errors import CrowdDataError
 from . import losses as L
-from .models import Head, build_classifier, build_crowd_model, available_crowd_models
+from .models import EnsembleHead, Head, build_classifier, build_crowd_model, available_crowd_models
 from .models.crowd import CrowdModel
 
 #: Registered teacher names (crowd models), default first.
@@ -114,6 +114,14 @@ class KDConfig:
         Epochs over which the forget rate ramps up from 0 (Co-teaching schedule).
     gce_q : float
         ``q`` of GCE.
+    mig_marginal : str
+        Marginal pairs of MIG^f: ``"batch"`` (the ``B (B - 1)`` off-diagonal pairs of the mini-batch,
+        as in Max-MIG) or ``"all"`` (each batch item against the targets of every training item).
+    mig_temperature : float
+        MIG^f targets are sharpened (``< 1``) or softened (``> 1``): ``q ∝ q^(1 / T)``.
+    student_ensemble : int
+        Number of students (different initialisations and batch orders) whose probabilities are
+        averaged into the student classifier (an :class:`~kdcrowd_core.models.heads.EnsembleHead`).
     student_feature_noise, student_input_dropout : float
         "Noised student": Gaussian noise (std, on standardised features) and dropout on the
         student's inputs during training.
@@ -167,6 +175,9 @@ class KDConfig:
     forget_rate: float | None = None
     forget_ramp_epochs: int = 10
     gce_q: float = 0.7
+    mig_marginal: str = "batch"
+    mig_temperature: float = 1.0
+    student_ensemble: int = 1
     student_feature_noise: float = 0.0
     student_input_dropout: float = 0.0
     stage2_lambda: float = 1.0
@@ -232,6 +243,12 @@ class KDConfig:
             bad("lr", "learning rates must be > 0.")
         if self.forget_rate is not None and not 0.0 <= float(self.forget_rate) < 1.0:
             bad("forget_rate", "must lie in [0, 1) or be None (automatic).")
+        if self.mig_marginal not in ("batch", "all"):
+            bad("mig_marginal", "choose 'batch' or 'all'.")
+        if self.mig_temperature <= 0:
+            bad("mig_temperature", "must be > 0.")
+        if int(self.student_ensemble) < 1:
+            bad("student_ensemble", "must be >= 1.")
         if not 0 < self.gce_q <= 1:
             bad("gce_q", "must lie in (0, 1].")
         if self.temperature <= 0:
@@ -422,10 +439,14 @@ def _state(model: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _make_head(cfg: KDConfig, d: int, K: int, student: bool = False) -> Head:
+def _make_head(cfg: KDConfig, d: int, K: int, student: bool = False, ensemble: bool = True):
+    """A classifier head; the student is an :class:`EnsembleHead` of ``student_ensemble`` heads when > 1
+    (``ensemble=False``: one member)."""
     kw = dict(hidden=cfg.hidden, depth=cfg.depth, dropout=cfg.dropout, norm=cfg.norm)
     if student:
         kw.update(feature_noise=cfg.student_feature_noise, input_dropout=cfg.student_input_dropout)
+        if ensemble and cfg.student_ensemble > 1:
+            return EnsembleHead([build_classifier(cfg.classifier, d, K, **kw) for _ in range(cfg.student_ensemble)])
     return build_classifier(cfg.classifier, d, K, **kw)
 
 
@@ -551,9 +572,17 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
     if not cfg.soft_targets:
         targets = F.one_hot(targets.argmax(1), targets.shape[1]).float()
     hard = targets.argmax(1)
+    if distill.startswith("mig") and cfg.mig_temperature != 1.0:
+        targets = F.softmax(torch.log(targets.clamp_min(1e-12)) / cfg.mig_temperature, dim=1)
+        prior = None
     if prior is None:
         prior = targets[train_idx].mean(0)
     prior = prior.clamp_min(1e-6)
+    marg_all = distill.startswith("mig") and cfg.mig_marginal == "all"
+    if marg_all:   # each item's row in the marginal set (the training items' targets)
+        row_of = torch.full((targets.shape[0],), -1, dtype=torch.long, device=targets.device)
+        row_of[train_idx] = torch.arange(train_idx.shape[0], device=targets.device)
+        marg_targets = targets[train_idx]
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sel = _Selector(ctx, head, head) if select else None
     for ep in range(1, epochs + 1):
@@ -564,16 +593,19 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
         for s in range(0, perm.shape[0], B):
             ctx.run.check()
             idx = perm[s:s + B]
-            if idx.shape[0] < 2 and distill.startswith("mig"):
+            if idx.shape[0] < 2 and distill.startswith("mig") and not marg_all:
                 continue
             with ctx.autocast():
                 logits = head(ctx.X[idx]).float()
             t = targets[idx]
+            rows = row_of[idx] if marg_all else None
             if robust == "small-loss" and keep < 1.0:
                 m = L.small_loss_mask(F.cross_entropy(logits, hard[idx], reduction="none"), keep)
                 logits, t = logits[m], t[m]
+                rows = rows[m] if rows is not None else None
             if distill.startswith("mig"):
-                loss = L.mig_loss(F.softmax(logits, 1), t, prior, f=distill.split("-", 1)[1])
+                loss = L.mig_loss(F.softmax(logits, 1), t, prior, f=distill.split("-", 1)[1],
+                                  marginal_teacher=marg_targets if marg_all else None, self_index=rows)
                 if robust == "gce":
                     loss = loss + L.gce_loss(logits, t, q=cfg.gce_q)
             elif robust == "gce":
@@ -812,7 +844,8 @@ class KDCrowd:
     def _fit(self, data, cfg, dev, Xv, yv, Xt, yt, test_ids, callback, cancel) -> KDResult:
         folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
         n_students = len(AUTO_ROBUST_CANDIDATES) if (cfg.robust == "auto" and Xv is not None) else 1
-        total = 2 + cfg.epochs_teacher * (1 + folds) + cfg.epochs_student * n_students + cfg.epochs_stage2
+        total = (2 + cfg.epochs_teacher * (1 + folds) + cfg.epochs_student * n_students * cfg.student_ensemble
+                 + cfg.epochs_stage2)
         self.prepare(data, dev, Xv, yv, _Run(callback, cancel, total))
         self.run_teacher()
         student, s_probs = self.run_student()
@@ -923,12 +956,21 @@ class KDCrowd:
         if forget_rate is None:
             forget_rate = self.auto_forget_rate(targets) if cfg.forget_rate is None else float(cfg.forget_rate)
         self.forget_rate_ = forget_rate if robust == "small-loss" else 0.0
-        student = _make_head(cfg, ctx.X.shape[1], ctx.K, student=True).to(ctx.dev)
-        student.fit_standardizer(ctx.X)
         epochs = cfg.epochs_student if epochs is None else epochs
-        if epochs > 0:
-            train_student(ctx, student, targets, torch.arange(ctx.N, device=ctx.dev), epochs, stage=stage,
-                          distill=distill, robust=robust, forget_rate=forget_rate, label=f"student (robust={robust})")
+        members = []
+        n_members = int(cfg.student_ensemble)
+        for k in range(n_members):
+            if k > 0:
+                torch.manual_seed(cfg.seed * 7919 + 104729 * k)
+            member = _make_head(cfg, ctx.X.shape[1], ctx.K, student=True, ensemble=False).to(ctx.dev)
+            member.fit_standardizer(ctx.X)
+            if epochs > 0:
+                name = f"student (robust={robust})" + (f" {k + 1}/{n_members}" if n_members > 1 else "")
+                train_student(ctx, member, targets, torch.arange(ctx.N, device=ctx.dev), epochs, stage=stage,
+                              distill=distill, robust=robust, forget_rate=forget_rate, label=name)
+            members.append(member)
+        student = members[0] if n_members == 1 else EnsembleHead(members).to(ctx.dev)
+        student.eval()
         s_probs = F.softmax(_logits(student, ctx.X), 1)
         self.timings_["student"] = time.perf_counter() - t
         return student, s_probs

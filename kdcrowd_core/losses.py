@@ -72,7 +72,8 @@ def mig_matrix(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: 
 
 
 def mig_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: torch.Tensor,
-             f: str = "kl", eps: float = EPS) -> torch.Tensor:
+             f: str = "kl", eps: float = EPS, marginal_teacher: torch.Tensor | None = None,
+             self_index: torch.Tensor | None = None) -> torch.Tensor:
     """MIG^f loss (to minimise) between student ``s`` (B, K) and teacher ``q`` (B, K).
 
     ``prior`` (K,) is the class prior ``p`` (mean of ``q`` over the training items).
@@ -85,14 +86,28 @@ def mig_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: to
 
     The logarithm and the negative power are guarded by ``eps``.  A batch of one
     item has no marginal pairs: the loss is then zero (the batch is skipped).
+
+    ``marginal_teacher`` (M, K), optional: the marginal pairs are then ``(i, j)`` for every
+    batch item ``i`` and every row ``j`` of ``marginal_teacher`` (e.g. the targets of all
+    training items), a lower-variance estimate of the marginal term than the batch's
+    ``B (B - 1)`` pairs; ``self_index`` (B,) gives each batch item's row in it (that pair is
+    joint, so it is left out).  The joint term is unchanged.
     """
     B = student_probs.shape[0]
-    if B < 2:
+    if marginal_teacher is None and B < 2:
         return student_probs.sum() * 0.0
-    Kmat = mig_matrix(student_probs, teacher_probs, prior, eps)
-    diag = torch.diagonal(Kmat)
-    off_mask = ~torch.eye(B, dtype=torch.bool, device=Kmat.device)
-    n_off = B * (B - 1)
+    if B < 1:
+        return student_probs.sum() * 0.0
+    diag = ((student_probs / prior.clamp_min(eps)) * teacher_probs).sum(1)
+    if marginal_teacher is None:
+        Kmat = mig_matrix(student_probs, teacher_probs, prior, eps)
+        off_mask = ~torch.eye(B, dtype=torch.bool, device=Kmat.device)
+    else:
+        Kmat = mig_matrix(student_probs, marginal_teacher, prior, eps)          # (B, M)
+        off_mask = torch.ones_like(Kmat, dtype=torch.bool)
+        if self_index is not None:
+            off_mask[torch.arange(B, device=Kmat.device), self_index] = False
+    n_off = max(int(off_mask.sum()), 1)
     if f == "kl":
         joint = torch.log(diag.clamp_min(eps)).mean()
         marg = Kmat.masked_fill(~off_mask, 0.0).sum() / n_off

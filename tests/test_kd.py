@@ -195,3 +195,35 @@ def test_cuda_with_mixed_precision(sim):
     res = KDCrowd(tiny(device="cuda", amp=True)).fit(data, test=(s.test_features, s.test_truth, s.test_ids))
     assert res.device.startswith("cuda")
     assert np.isfinite(res.probas["stage2"]).all()
+
+
+def test_student_ensemble_and_mig_options(sim, tmp_path):
+    """student_ensemble averages several students (saved and restored as one head); mig_marginal="all"
+    and mig_temperature train and change the student; bad values are rejected."""
+    s, data = sim
+    base = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, robust="none")
+    tr = KDCrowd(tiny(student_ensemble=3, **base))
+    res = tr.fit(data, test=(s.test_features, s.test_truth, s.test_ids))
+    head = tr.models_["student"]
+    assert len(head.members) == 3
+    import torch.nn.functional as F
+    x = torch.as_tensor(s.test_features[:20], dtype=torch.float32)
+    with torch.no_grad():
+        mean_p = torch.stack([F.softmax(m(x), 1) for m in head.members]).mean(0).double().numpy()
+    np.testing.assert_allclose(tr.predict_proba(s.test_features[:20], model="student"), mean_p, rtol=1e-5, atol=1e-6)
+    assert np.allclose(res.probas["student"].sum(1), 1.0)
+    tr.save(tmp_path / "ens")
+    back = KDCrowd.load(tmp_path / "ens")
+    np.testing.assert_allclose(back.predict_proba(s.test_features, model="student"),
+                               tr.predict_proba(s.test_features, model="student"), rtol=1e-6, atol=1e-7)
+    one = KDCrowd(tiny(**base)).fit(data)
+    for kw in ({"mig_marginal": "all"}, {"mig_temperature": 0.5}):
+        r = KDCrowd(tiny(**base, **kw)).fit(data)
+        assert np.isfinite(r.probas["student"]).all()
+        assert not np.array_equal(r.probas["student"], one.probas["student"])
+    r = KDCrowd(tiny(**{**base, "robust": "small-loss"}, mig_marginal="all", distill="mig-pearson",
+                     forget_rate=0.2, forget_ramp_epochs=1)).fit(data)
+    assert np.isfinite(r.probas["student"]).all()
+    for bad in ({"student_ensemble": 0}, {"mig_marginal": "some"}, {"mig_temperature": 0.0}):
+        with pytest.raises(CrowdDataError):
+            KDConfig.from_dict(bad)

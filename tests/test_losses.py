@@ -123,3 +123,23 @@ def test_mig_gradients_are_finite_at_one_hot():
         loss.backward()
         assert math.isfinite(loss.item()) and torch.isfinite(s.grad).all()
         s.grad = None
+
+
+@pytest.mark.parametrize("f", ["kl", "pearson", "hellinger"])
+def test_mig_loss_with_an_explicit_marginal_set(f):
+    """Marginal pairs (i, j) over every row j of ``marginal_teacher`` except the item's own row."""
+    M = np.vstack([Q, [[0.3, 0.3, 0.4], [0.6, 0.2, 0.2]]])           # the batch's targets are rows 0..2
+    Km = np.array([[sum(S[i, c] * M[j, c] / P[c] for c in range(3)) for j in range(len(M))] for i in range(3)])
+    d = np.array([Km[i, i] for i in range(3)])
+    off = np.ones_like(Km, dtype=bool)
+    off[np.arange(3), np.arange(3)] = False
+    g = {"kl": lambda k: k, "pearson": lambda k: k ** 2 - 1, "hellinger": lambda k: np.sqrt(k) - 1}[f]
+    joint = {"kl": np.log(d), "pearson": 2 * (d - 1), "hellinger": 1 - d ** -0.5}[f].mean()
+    exp = -joint + g(Km[off]).mean()
+    got = L.mig_loss(t(S), t(Q), t(P), f=f, marginal_teacher=t(M), self_index=torch.arange(3))
+    assert got.item() == pytest.approx(exp, rel=1e-10)
+    # with the batch itself as the marginal set it equals the plain batch estimator
+    same = L.mig_loss(t(S), t(Q), t(P), f=f, marginal_teacher=t(Q), self_index=torch.arange(3))
+    assert same.item() == pytest.approx(L.mig_loss(t(S), t(Q), t(P), f=f).item(), rel=1e-10)
+    # a single item still has marginal pairs against the set
+    assert L.mig_loss(t(S[:1]), t(Q[:1]), t(P), f=f, marginal_teacher=t(M), self_index=torch.tensor([0])).item() != 0.0

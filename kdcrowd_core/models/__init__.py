@@ -7,10 +7,10 @@ pick them from one registry:
 - crowd models (:func:`build_crowd_model`): ``"prob-transition"``, ``"crowdlayer-mw"``,
   ``"crowdlayer-vw"``, ``"crowdlayer-vb"``, ``"crowdlayer-vw+b"``, ``"conal"``, ``"aggnet"``.
 """
-from .heads import Head, Standardizer, available_classifiers, build_classifier, register_classifier
+from .heads import EnsembleHead, Head, Standardizer, available_classifiers, build_classifier, register_classifier
 from .crowd import (AggNet, CoNAL, CrowdLayerMW, CrowdLayerVB, CrowdLayerVW, CrowdLayerVWB, CrowdModel,
                     ProbTransition, available_crowd_models, build_crowd_model, register_crowd_model)
 
-__all__ = ["Head", "Standardizer", "available_classifiers", "build_classifier", "register_classifier",
+__all__ = ["EnsembleHead", "Head", "Standardizer", "available_classifiers", "build_classifier", "register_classifier",
            "CrowdModel", "ProbTransition", "AggNet", "CrowdLayerMW", "CrowdLayerVW", "CrowdLayerVB",
            "CrowdLayerVWB", "CoNAL", "available_crowd_models", "build_crowd_model", "register_crowd_model"]

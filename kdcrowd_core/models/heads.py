@@ -123,3 +123,31 @@ def mlp_head(n_features: int, n_classes: int, hidden: int = 128, depth: int = 1,
         width_in = hidden
     layers.append(nn.Linear(width_in, n_classes))
     return Head(n_features, n_classes, nn.Sequential(*layers), input_dropout, feature_noise)
+
+
+class EnsembleHead(nn.Module):
+    """Average of several heads' probabilities: ``forward(x (B, d)) -> log(mean_m softmax(head_m(x)))`` (B, K).
+
+    The output are logits whose softmax is the members' mean probability, so an ensemble is used
+    exactly like one :class:`Head` (``n_features``, ``n_classes``, ``fit_standardizer``).
+    Its ``state_dict`` holds the members' weights under ``members.<m>.``.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if not members:
+            raise CrowdDataError("an ensemble needs at least one member head.")
+        self.members = nn.ModuleList(members)
+        self.n_features, self.n_classes = int(members[0].n_features), int(members[0].n_classes)
+
+    def fit_standardizer(self, X) -> "EnsembleHead":
+        for m in self.members:
+            m.fit_standardizer(X)
+        return self
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.members[0].standardize(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = torch.stack([torch.log_softmax(m(x).float(), dim=1) for m in self.members])   # (M, B, K)
+        return torch.logsumexp(logp, dim=0) - float(np.log(len(self.members)))

@@ -125,3 +125,21 @@ def test_crowdlayer_learns_a_flipping_worker():
     T = m.worker_matrices().detach().numpy()
     assert T[1, 0, 1] > 0.8 and T[1, 1, 0] > 0.8
     assert T[0, 0, 0] > 0.8 and T[0, 1, 1] > 0.8
+
+
+def test_ensemble_head_averages_member_probabilities():
+    from kdcrowd_core.models import EnsembleHead
+    torch.manual_seed(0)
+    members = [build_classifier("mlp", 5, 3, hidden=8) for _ in range(3)]
+    x = torch.randn(7, 5)
+    ens = EnsembleHead(members).fit_standardizer(x)
+    ens.eval()
+    expected = torch.stack([torch.softmax(m(x), 1) for m in members]).mean(0)
+    torch.testing.assert_close(torch.softmax(ens(x), 1), expected, rtol=1e-5, atol=1e-6)
+    assert (ens.n_features, ens.n_classes) == (5, 3)
+    back = EnsembleHead([build_classifier("mlp", 5, 3, hidden=8) for _ in range(3)])
+    back.load_state_dict(ens.state_dict())
+    back.eval()
+    torch.testing.assert_close(back(x), ens(x))
+    with pytest.raises(CrowdDataError):
+        EnsembleHead([])
