@@ -3,7 +3,7 @@
 Both families are registered by name, so the trainer, the CLI and the dashboard
 pick them from one registry:
 
-- heads (:func:`build_classifier`): ``"linear"``, ``"mlp"``;
+- heads (:func:`build_classifier`): ``"linear"``, ``"mlp"`` (and :class:`EnsembleHead`, the average of several heads);
 - crowd models (:func:`build_crowd_model`): ``"prob-transition"``, ``"crowdlayer-mw"``,
   ``"crowdlayer-vw"``, ``"crowdlayer-vb"``, ``"crowdlayer-vw+b"``, ``"conal"``, ``"aggnet"``.
 """
