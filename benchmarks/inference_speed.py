@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+THREADS = None  # --threads: CPU threads for kdcrowd's DS (None = torch's default)
+
+
 def parse_size(s: str) -> int:
     s = s.strip().upper()
     mult = {"K": 1_000, "M": 1_000_000, "G": 1_000_000_000}.get(s[-1], 1)
@@ -94,7 +97,7 @@ def child(tool: str, path: str, n_iter: int, device: str) -> None:
             torch.cuda.reset_peak_memory_stats()
         before = _reset_peak()
         t0 = time.perf_counter()
-        m = DawidSkene(n_iter=n_iter, tol=0.0, device=device).fit(data)
+        m = DawidSkene(n_iter=n_iter, tol=0.0, device=device, num_threads=THREADS).fit(data)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         secs = time.perf_counter() - t0
@@ -109,6 +112,8 @@ def child(tool: str, path: str, n_iter: int, device: str) -> None:
 
 def run_child(tool: str, path: Path, n_iter: int, device: str, timeout: float) -> dict | None:
     cmd = [sys.executable, __file__, "--child", tool, str(path), "--iters", str(n_iter), "--device", device]
+    if THREADS:
+        cmd += ["--threads", str(THREADS)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -131,7 +136,7 @@ def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM{gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+            f"torch {torch.__version__} ({THREADS or torch.get_num_threads()} threads for kdcrowd)")
 
 
 def main() -> None:
@@ -143,8 +148,11 @@ def main() -> None:
     ap.add_argument("--crowdkit-max", default="1M", help="largest size to run Crowd-Kit on (it needs ~1 min per 1M)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks_inference_speed.md"))
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for kdcrowd (default: torch's)")
     ap.add_argument("--child", nargs=2, metavar=("TOOL", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     if args.child:
         child(args.child[0], args.child[1], args.iters, args.device)
         return

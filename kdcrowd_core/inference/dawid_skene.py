@@ -56,6 +56,9 @@ class DawidSkene(BaseInference):
         "float32" (fast) or "float64".
     callback : callable(iteration, mean_loglik) or None
         Called after every EM iteration (progress bars).
+    num_threads : int or None
+        CPU threads for this fit (None = torch's current setting).  On a busy shared
+        machine ``1`` is steadier: a multi-threaded step waits for its slowest thread.
 
     Fitted attributes
     -----------------
@@ -74,8 +77,21 @@ class DawidSkene(BaseInference):
     device: str = "auto"
     dtype: str = "float32"
     callback: Callable[[int, float], None] | None = field(default=None, compare=False)
+    num_threads: int | None = None
 
     def _fit(self, data: CrowdData) -> np.ndarray:
+        if self.num_threads is None:
+            return self._fit_threads(data)
+        if self.num_threads < 1:
+            raise CrowdDataError("num_threads must be at least 1 (or None).")
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(self.num_threads))
+        try:
+            return self._fit_threads(data)
+        finally:
+            torch.set_num_threads(before)
+
+    def _fit_threads(self, data: CrowdData) -> np.ndarray:
         dev = resolve_device(self.device)
         if dev.type == "mps" and self.dtype == "float64":
             dev = torch.device("cpu")

@@ -283,3 +283,13 @@ def test_ds_matches_or_beats_crowdkit_on_truth_inference(shared_datasets, name):
     assert acc >= acc_ref - 0.005
     acc_default = (get_method(None).fit_predict(ans).reindex(truth.index) == truth).mean()
     assert acc_default >= best_ck - 1e-9
+
+
+def test_ds_num_threads_same_result_and_restored(sim):
+    before = torch.get_num_threads()
+    a = DawidSkene(num_threads=1, tol=0, n_iter=10).fit(sim.data).proba_array_
+    assert torch.get_num_threads() == before
+    b = DawidSkene(tol=0, n_iter=10).fit(sim.data).proba_array_
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(CrowdDataError, match="num_threads"):
+        DawidSkene(num_threads=0).fit(sim.data)
