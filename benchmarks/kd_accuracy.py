@@ -12,7 +12,10 @@ Per seed: classifier on gold (upper bound), on MV labels, on DS posteriors; for 
 (CrowdLayer MW, CoNAL, AggNet): the teacher, the student with KL and with MIG^f (f = kl, pearson,
 hellinger), each with and without the robust technique, and stage 2 after the default student;
 worker-matrix error (vs the empirical confusion from the train truth) of DS, teacher and stage 2;
-wall time of the default pipeline.  Model selection only on the validation data, never on test.
+wall time of the default pipeline.  With ``rounds > 1`` (the default is 2) the students and stage 2 are
+re-trained per round (round r > 1: targets from ``run_round_targets``); the student and stage-2 rows are the
+last round's, and ``stage2-round<r>`` keeps each earlier round's stage 2.
+Model selection only on the validation data, never on test.
 
     python benchmarks/kd_accuracy.py            # 5 seeds, both datasets
     python benchmarks/kd_accuracy.py --quick    # 1 seed, fewer variants (smoke run)
@@ -156,47 +159,58 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
         out[f"train/{teacher}/targets"] = acc_np(targets.cpu().numpy())
         out[f"wm/{teacher}/teacher"] = wm_error(effective_worker_matrices(T, ctx.X, ctx.ans).cpu().numpy(), counts)
         out[f"forget/{teacher}"] = tr.auto_forget_rate(targets)
-        default_student = None
-        students = {}
-        for distill in distills:
-            for robust in robusts:
+        t_rounds = 0.0
+        prev_stage2 = None
+        for rnd in range(1, cfg.rounds + 1):
+            if rnd > 1:   # rounds > 1: the previous stage 2 becomes the teacher (new out-of-fold targets)
+                out[f"test/{teacher}/stage2-round{rnd - 1}"] = out[f"test/{teacher}/stage2"]
+                out[f"valid/{teacher}/stage2-round{rnd - 1}"] = out[f"valid/{teacher}/stage2"]
+                prev_stage2 = st2
+                t = time.perf_counter()
+                targets = tr.run_round_targets(st2, default_student[1])
+                t_rounds += time.perf_counter() - t
+            default_student = None
+            students = {}
+            for distill in distills:
+                for robust in robusts:
+                    torch.manual_seed(seed)
+                    t = time.perf_counter()
+                    head, s = tr.run_student(targets, distill=distill, robust=robust)
+                    dt = time.perf_counter() - t
+                    key = f"{teacher}/student-{distill}-{robust}"
+                    out[f"test/{key}"] = _accuracy(head, Xt, yt)
+                    out[f"valid/{key}"] = _accuracy(head, ctx.Xv, ctx.yv)
+                    out[f"train/{key}"] = acc_np(s.cpu().numpy())
+                    students[(distill, robust)] = (head, s, dt)
+                    if distill == cfg.distill and robust == cfg.robust:
+                        default_student = (head, s, dt)
+            if cfg.robust == "auto":
+                for distill in distills:   # what robust="auto" picks: the candidate with the best valid accuracy
+                    cands = [r for r in robusts if r in AUTO_ROBUST_CANDIDATES]
+                    if not cands:
+                        continue
+                    pick = max(cands, key=lambda r: (out[f"valid/{teacher}/student-{distill}-{r}"], -cands.index(r)))
+                    for part in ("test", "train", "valid"):
+                        out[f"{part}/{teacher}/student-{distill}-auto"] = out[f"{part}/{teacher}/student-{distill}-{pick}"]
+                    out[f"pick/{teacher}/student-{distill}-auto"] = float(pick == "small-loss")
+                    if distill == cfg.distill:   # "auto" trains every candidate: its time is their sum
+                        h_, s_, _ = students[(distill, pick)]
+                        default_student = (h_, s_, sum(students[(distill, r)][2] for r in cands))
+            if default_student is None:
                 torch.manual_seed(seed)
                 t = time.perf_counter()
-                head, s = tr.run_student(targets, distill=distill, robust=robust)
-                dt = time.perf_counter() - t
-                key = f"{teacher}/student-{distill}-{robust}"
-                out[f"test/{key}"] = _accuracy(head, Xt, yt)
-                out[f"valid/{key}"] = _accuracy(head, ctx.Xv, ctx.yv)
-                out[f"train/{key}"] = acc_np(s.cpu().numpy())
-                students[(distill, robust)] = (head, s, dt)
-                if distill == cfg.distill and robust == cfg.robust:
-                    default_student = (head, s, dt)
-        if cfg.robust == "auto":
-            for distill in distills:   # what robust="auto" picks: the candidate with the best valid accuracy
-                cands = [r for r in robusts if r in AUTO_ROBUST_CANDIDATES]
-                if not cands:
-                    continue
-                pick = max(cands, key=lambda r: (out[f"valid/{teacher}/student-{distill}-{r}"], -cands.index(r)))
-                for part in ("test", "train", "valid"):
-                    out[f"{part}/{teacher}/student-{distill}-auto"] = out[f"{part}/{teacher}/student-{distill}-{pick}"]
-                out[f"pick/{teacher}/student-{distill}-auto"] = float(pick == "small-loss")
-                if distill == cfg.distill:   # "auto" trains every candidate: its time is their sum
-                    h_, s_, _ = students[(distill, pick)]
-                    default_student = (h_, s_, sum(students[(distill, r)][2] for r in cands))
-        if default_student is None:
+                head, s = tr.run_student(targets)
+                default_student = (head, s, time.perf_counter() - t)
             torch.manual_seed(seed)
             t = time.perf_counter()
-            head, s = tr.run_student(targets)
-            default_student = (head, s, time.perf_counter() - t)
-        torch.manual_seed(seed)
-        t = time.perf_counter()
-        st2, q2 = tr.run_stage2(default_student[1])
-        t_stage2 = time.perf_counter() - t
-        out[f"test/{teacher}/stage2"] = _accuracy(st2.classifier, Xt, yt)
-        out[f"valid/{teacher}/stage2"] = _accuracy(st2.classifier, ctx.Xv, ctx.yv)
-        out[f"train/{teacher}/stage2"] = acc_np(q2.cpu().numpy())
-        out[f"wm/{teacher}/stage2"] = wm_error(effective_worker_matrices(st2, ctx.X, ctx.ans).cpu().numpy(), counts)
-        out[f"time/{teacher}/pipeline"] = t_prepare + t_teacher + default_student[2] + t_stage2
+            st2, q2 = tr.run_stage2(default_student[1], teacher=prev_stage2)
+            t_stage2 = time.perf_counter() - t
+            t_rounds += default_student[2] + t_stage2
+            out[f"test/{teacher}/stage2"] = _accuracy(st2.classifier, Xt, yt)
+            out[f"valid/{teacher}/stage2"] = _accuracy(st2.classifier, ctx.Xv, ctx.yv)
+            out[f"train/{teacher}/stage2"] = acc_np(q2.cpu().numpy())
+            out[f"wm/{teacher}/stage2"] = wm_error(effective_worker_matrices(st2, ctx.X, ctx.ans).cpu().numpy(), counts)
+        out[f"time/{teacher}/pipeline"] = t_prepare + t_teacher + t_rounds
         log(f"  {b.name} seed {seed} {teacher}: teacher {out[f'test/{teacher}/teacher']:.3f} "
             f"student {_accuracy(default_student[0], Xt, yt):.3f} stage2 {out[f'test/{teacher}/stage2']:.3f} "
             f"wm {out[f'wm/{teacher}/teacher']:.3f}->{out[f'wm/{teacher}/stage2']:.3f} "
@@ -220,7 +234,8 @@ def report(results: dict[str, list[dict]], base: KDConfig, teachers, distills, r
          "(LabelMe: its valid split; Music: 100 held-out gold train songs per seed). "
          f"Teacher targets: {base.teacher_target}, cross-fitting folds {base.cross_fit_folds}; "
          f"default student: distill={base.distill}, robust={base.robust}, MIG^f marginal pairs={base.mig_marginal}, "
-         f"students averaged={base.student_ensemble} "
+         f"students averaged={base.student_ensemble}, rounds={base.rounds} "
+         f"{'(student and stage 2 rows: the last round; the targets row: round 1) ' if base.rounds > 1 else ''}"
          f"(forget rate = {'teacher-vs-MV disagreement' if base.forget_rate is None else base.forget_rate}).",
          "Test accuracy mean ± std over seeds; 'train' = accuracy of the predicted true labels of the annotated "
          "items; worker-matrix error = mean over workers with >= 20 answers of the mean L1 row distance to the "
@@ -244,6 +259,9 @@ def report(results: dict[str, list[dict]], base: KDConfig, teachers, distills, r
                         star += f" (picked small-loss in {int(np.nansum([v or 0 for v in col('pick/' + k)]))}/{len(rows)} seeds)"
                     L.append(f"| {t}: student {dl}, robust={rb}{star} | {fmt(col('test/' + k))} | "
                              f"{fmt(col('train/' + k))} | {fmt(col('valid/' + k))} |")
+            for r in range(1, base.rounds):
+                L.append(f"| {t}: stage 2 after round {r} of {base.rounds} | {fmt(col(f'test/{t}/stage2-round{r}'))} | – | "
+                         f"{fmt(col(f'valid/{t}/stage2-round{r}'))} |")
             L.append(f"| {t}: stage 2 | {fmt(col(f'test/{t}/stage2'))} | {fmt(col(f'train/{t}/stage2'))} | {fmt(col(f'valid/{t}/stage2'))} |")
         L += ["", "| worker-matrix error | " + " | ".join(["DS"] + [f"{t} teacher → stage 2" for t in teachers]) + " |",
               "|---" * (1 + len(teachers)) + "|---|"]

@@ -50,7 +50,7 @@ TEACHERS: list[str] = ["aggnet"] + [t for t in available_crowd_models() if t != 
 #: Distillation losses of the student.
 DISTILL_LOSSES: list[str] = ["mig-kl", "mig-pearson", "mig-hellinger", "kl", "ce"]
 #: Noise-model-free robust techniques of the student.
-ROBUST_METHODS: list[str] = ["auto", "small-loss", "none", "gce"]
+ROBUST_METHODS: list[str] = ["auto", "small-loss", "none", "gce", "co-teaching"]
 #: Candidates ``robust="auto"`` chooses between on the validation data (the first when there is none).
 AUTO_ROBUST_CANDIDATES: tuple[str, ...] = ("none", "small-loss")
 #: Stages in order (progress events' ``stage``).
@@ -106,7 +106,9 @@ class KDConfig:
         and keep the one with the best validation accuracy; ``"none"`` when no validation data is
         given), ``"none"``, ``"small-loss"`` (keep the items with the smallest CE to the target's
         argmax; the distillation loss is computed on the kept items only) or ``"gce"``
-        (generalized cross-entropy replaces CE/KL; with MIG^f it is added to it).
+        (generalized cross-entropy replaces CE/KL; with MIG^f it is added to it) or ``"co-teaching"``
+        (two students, each trained on the small-loss items of the other, same forget-rate schedule as
+        small-loss; the first one is kept).
     forget_rate : float or None
         Final fraction forgotten by ``"small-loss"``; ``None`` = share of items where the
         targets' argmax disagrees with majority vote.
@@ -125,6 +127,24 @@ class KDConfig:
     student_feature_noise, student_input_dropout : float
         "Noised student": Gaussian noise (std, on standardised features) and dropout on the
         student's inputs during training.
+    student_mixup : float
+        Mixup in the student: ``alpha`` of the ``Beta(alpha, alpha)`` mixing weight (``lam`` is
+        folded to ``max(lam, 1 - lam)``); inputs and targets of each mini-batch are mixed with a
+        permutation of the batch.  ``0`` = off.
+    student_schedule : str
+        Student learning-rate schedule: ``"constant"`` or ``"cosine"`` (cosine annealing to 0 over
+        ``epochs_student``).
+    student_weight_decay : float or None
+        Adam weight decay of the student; ``None`` = ``weight_decay``.
+
+    Rounds
+    ------
+    rounds : int
+        Stage-1/stage-2 rounds.  In round ``r > 1`` the previous stage-2 crowd model is the teacher:
+        new out-of-fold targets come from crowd models trained (like stage 2, with the previous
+        student's predictions, weight ``stage2_lambda``) on the other folds, then a new student and
+        a new stage 2 (warm-started from the previous stage 2).  ``1`` = the plain pipeline; default 2
+        (chosen on validation accuracy, docs/kd.md).
 
     Stage 2
     -------
@@ -180,6 +200,10 @@ class KDConfig:
     student_ensemble: int = 1
     student_feature_noise: float = 0.0
     student_input_dropout: float = 0.0
+    student_mixup: float = 0.0
+    student_schedule: str = "constant"
+    student_weight_decay: float | None = None
+    rounds: int = 2
     stage2_lambda: float = 1.0
     stage2_warm_start: bool = True
     epochs_teacher: int = 50
@@ -249,6 +273,14 @@ class KDConfig:
             bad("mig_temperature", "must be > 0.")
         if int(self.student_ensemble) < 1:
             bad("student_ensemble", "must be >= 1.")
+        if not (isinstance(self.student_mixup, (int, float)) and 0.0 <= float(self.student_mixup) <= 100.0):
+            bad("student_mixup", "must be a number in [0, 100] (0 = no mixup).")
+        if self.student_schedule not in ("constant", "cosine"):
+            bad("student_schedule", "choose 'constant' or 'cosine'.")
+        if self.student_weight_decay is not None and not float(self.student_weight_decay) >= 0.0:
+            bad("student_weight_decay", "must be >= 0 or None (= weight_decay).")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            bad("rounds", "must be an integer >= 1.")
         if not 0 < self.gce_q <= 1:
             bad("gce_q", "must lie in (0, 1].")
         if self.temperature <= 0:
@@ -563,8 +595,11 @@ def _answers_subset(ans: _Answers, idx: torch.Tensor, N: int) -> _Answers:
 def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch.Tensor, epochs: int,
                   stage: str = "student", distill: str | None = None, robust: str | None = None,
                   forget_rate: float = 0.0, prior: torch.Tensor | None = None, select: bool = True,
-                  label: str = "") -> Head:
-    """Train a classifier on per-item targets (N, K) with a distillation loss and a robust technique."""
+                  label: str = "", peer: Head | None = None) -> Head:
+    """Train a classifier on per-item targets (N, K) with a distillation loss and a robust technique.
+
+    ``robust="co-teaching"`` needs ``peer`` (a second head, trained alongside): each head is trained on the
+    small-loss items selected by the other one (Co-teaching); ``head`` is returned (selected on validation)."""
     cfg = ctx.cfg
     distill = distill or cfg.distill
     robust = robust or cfg.robust
@@ -583,11 +618,34 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
         row_of = torch.full((targets.shape[0],), -1, dtype=torch.long, device=targets.device)
         row_of[train_idx] = torch.arange(train_idx.shape[0], device=targets.device)
         marg_targets = targets[train_idx]
-    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    wd = cfg.weight_decay if cfg.student_weight_decay is None else cfg.student_weight_decay
+    coteach = robust == "co-teaching"
+    if coteach and peer is None:
+        raise ValueError("robust='co-teaching' needs a peer head")
+    params = list(head.parameters()) + (list(peer.parameters()) if coteach else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
+
+    def dloss(lg, t, rows):
+        if distill.startswith("mig"):
+            out = L.mig_loss(F.softmax(lg, 1), t, prior, f=distill.split("-", 1)[1],
+                             marginal_teacher=marg_targets if marg_all else None, self_index=rows)
+            return out + L.gce_loss(lg, t, q=cfg.gce_q) if robust == "gce" else out
+        if robust == "gce":
+            return L.gce_loss(lg, t, q=cfg.gce_q)
+        if distill == "kl":
+            return L.kl_distillation(lg, t, temperature=cfg.temperature)
+        return L.soft_cross_entropy(lg, t)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs)) \
+        if cfg.student_schedule == "cosine" else None
+    mix = float(cfg.student_mixup)
+    beta = torch.distributions.Beta(torch.tensor(mix), torch.tensor(mix)) if mix > 0 else None
     sel = _Selector(ctx, head, head) if select else None
     for ep in range(1, epochs + 1):
         head.train()
-        keep = 1.0 - (L.forget_schedule(ep, forget_rate, cfg.forget_ramp_epochs) if robust == "small-loss" else 0.0)
+        keep = 1.0 - (L.forget_schedule(ep, forget_rate, cfg.forget_ramp_epochs)
+                      if robust in ("small-loss", "co-teaching") else 0.0)
+        if coteach:
+            peer.train()
         perm = ctx.perm(train_idx)
         tot, nb = 0.0, 0
         for s in range(0, perm.shape[0], B):
@@ -595,30 +653,47 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
             idx = perm[s:s + B]
             if idx.shape[0] < 2 and distill.startswith("mig") and not marg_all:
                 continue
+            xb, t = ctx.X[idx], targets[idx]
+            if beta is not None:   # mixup: inputs and targets mixed with a permutation of the batch
+                lm = float(beta.sample())
+                lm = max(lm, 1.0 - lm)
+                j = torch.randperm(idx.shape[0], generator=ctx.gen).to(idx.device)
+                xb = lm * xb + (1.0 - lm) * xb[j]
+                t = lm * t + (1.0 - lm) * t[j]
             with ctx.autocast():
-                logits = head(ctx.X[idx]).float()
-            t = targets[idx]
+                logits = head(xb).float()
             rows = row_of[idx] if marg_all else None
+
+            def hard_ce(lg):
+                ce = F.cross_entropy(lg, hard[idx], reduction="none")
+                if beta is not None:
+                    ce = lm * ce + (1.0 - lm) * F.cross_entropy(lg, hard[idx][j], reduction="none")
+                return ce
+            if coteach:   # each head learns from the items its peer finds clean
+                with ctx.autocast():
+                    logits_p = peer(xb).float()
+                m_self, m_peer = L.small_loss_mask(hard_ce(logits), keep), L.small_loss_mask(hard_ce(logits_p), keep)
+                sub = lambda r, m: None if r is None else r[m]
+                loss = dloss(logits[m_peer], t[m_peer], sub(rows, m_peer)) + \
+                    dloss(logits_p[m_self], t[m_self], sub(rows, m_self))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot += float(loss.detach())
+                nb += 1
+                continue
             if robust == "small-loss" and keep < 1.0:
-                m = L.small_loss_mask(F.cross_entropy(logits, hard[idx], reduction="none"), keep)
+                m = L.small_loss_mask(hard_ce(logits), keep)
                 logits, t = logits[m], t[m]
                 rows = rows[m] if rows is not None else None
-            if distill.startswith("mig"):
-                loss = L.mig_loss(F.softmax(logits, 1), t, prior, f=distill.split("-", 1)[1],
-                                  marginal_teacher=marg_targets if marg_all else None, self_index=rows)
-                if robust == "gce":
-                    loss = loss + L.gce_loss(logits, t, q=cfg.gce_q)
-            elif robust == "gce":
-                loss = L.gce_loss(logits, t, q=cfg.gce_q)
-            elif distill == "kl":
-                loss = L.kl_distillation(logits, t, temperature=cfg.temperature)
-            else:
-                loss = L.soft_cross_entropy(logits, t)
+            loss = dloss(logits, t, rows)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             tot += float(loss.detach())
             nb += 1
+        if sched is not None:
+            sched.step()
         va, stop = sel.step(ep) if sel is not None else (None, False)
         ta = _accuracy(head, ctx.X, ctx.gold) if ctx.gold is not None else None
         ctx.run.event(stage, ep, epochs, tot / max(nb, 1), ta, va, message=label)
@@ -844,12 +919,17 @@ class KDCrowd:
     def _fit(self, data, cfg, dev, Xv, yv, Xt, yt, test_ids, callback, cancel) -> KDResult:
         folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
         n_students = len(AUTO_ROBUST_CANDIDATES) if (cfg.robust == "auto" and Xv is not None) else 1
-        total = (2 + cfg.epochs_teacher * (1 + folds) + cfg.epochs_student * n_students * cfg.student_ensemble
-                 + cfg.epochs_stage2)
+        per_round = cfg.epochs_student * n_students * cfg.student_ensemble + cfg.epochs_stage2
+        total = (2 + cfg.epochs_teacher * (1 + folds) + per_round
+                 + (cfg.rounds - 1) * (cfg.epochs_teacher * max(folds, 0) + per_round))
         self.prepare(data, dev, Xv, yv, _Run(callback, cancel, total))
         self.run_teacher()
         student, s_probs = self.run_student()
         stage2, stage2_q = self.run_stage2(s_probs)
+        for _ in range(2, cfg.rounds + 1):
+            self.run_round_targets(stage2, s_probs)
+            student, s_probs = self.run_student()
+            stage2, stage2_q = self.run_stage2(s_probs, teacher=stage2)
         return self._collect(student, s_probs, stage2, stage2_q, Xt, yt, test_ids)
 
     # ------------------------------------------------------- stages, reusable
@@ -923,6 +1003,36 @@ class KDCrowd:
         self.timings_["teacher"] = time.perf_counter() - t
         return targets
 
+    def run_round_targets(self, stage2: CrowdModel, s_probs: torch.Tensor) -> torch.Tensor:
+        """Targets of the next round (``rounds > 1``): out of fold, each from a crowd model trained like
+        stage 2 (crowd NLL + ``stage2_lambda * CE(p, s)`` with the previous student's predictions ``s``)
+        on the other folds; in-sample (``stage2``'s posteriors) when ``cross_fit_folds < 2``.
+        Sets ``targets_`` and returns it (N, K)."""
+        cfg, ctx = self.config, self.ctx_
+        N, K, dev = ctx.N, ctx.K, ctx.dev
+        t = time.perf_counter()
+        folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
+        if folds:
+            all_idx = torch.arange(N, device=dev)
+            ds_q = _to_t(self.ds_.proba_array_, dev)
+            targets = torch.zeros(N, K, device=dev)
+            fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds
+            for f in range(folds):
+                tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
+                m = self.new_crowd_model(stage2.name)
+                train_crowd_model(ctx, m, tr, cfg.epochs_teacher, "teacher", student_probs=s_probs,
+                                  lam=cfg.stage2_lambda, init_q=ds_q, label=f"next-round teacher {f + 1}/{folds}")
+                targets[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target=cfg.teacher_target)
+                del m
+        else:
+            targets = crowd_posterior(stage2, ctx.X, ctx.ans, target=cfg.teacher_target)
+        if cfg.use_gold and ctx.gold is not None:
+            g = ctx.gold >= 0
+            targets[g] = F.one_hot(ctx.gold[g], K).float()
+        self.targets_ = targets
+        self.timings_["rounds"] = self.timings_.get("rounds", 0.0) + time.perf_counter() - t
+        return targets
+
     def auto_forget_rate(self, targets: torch.Tensor | None = None) -> float:
         """Share of items whose target's argmax differs from majority vote (the automatic forget rate)."""
         targets = self.targets_ if targets is None else targets
@@ -955,7 +1065,7 @@ class KDCrowd:
         targets = self.targets_ if targets is None else targets
         if forget_rate is None:
             forget_rate = self.auto_forget_rate(targets) if cfg.forget_rate is None else float(cfg.forget_rate)
-        self.forget_rate_ = forget_rate if robust == "small-loss" else 0.0
+        self.forget_rate_ = forget_rate if robust in ("small-loss", "co-teaching") else 0.0
         epochs = cfg.epochs_student if epochs is None else epochs
         members = []
         n_members = int(cfg.student_ensemble)
@@ -964,10 +1074,14 @@ class KDCrowd:
                 torch.manual_seed(cfg.seed * 7919 + 104729 * k)
             member = _make_head(cfg, ctx.X.shape[1], ctx.K, student=True, ensemble=False).to(ctx.dev)
             member.fit_standardizer(ctx.X)
+            peer = None
+            if robust == "co-teaching":
+                peer = _make_head(cfg, ctx.X.shape[1], ctx.K, student=True, ensemble=False).to(ctx.dev)
+                peer.fit_standardizer(ctx.X)
             if epochs > 0:
                 name = f"student (robust={robust})" + (f" {k + 1}/{n_members}" if n_members > 1 else "")
                 train_student(ctx, member, targets, torch.arange(ctx.N, device=ctx.dev), epochs, stage=stage,
-                              distill=distill, robust=robust, forget_rate=forget_rate, label=name)
+                              distill=distill, robust=robust, forget_rate=forget_rate, label=name, peer=peer)
             members.append(member)
         student = members[0] if n_members == 1 else EnsembleHead(members).to(ctx.dev)
         student.eval()

@@ -227,3 +227,49 @@ def test_student_ensemble_and_mig_options(sim, tmp_path):
     for bad in ({"student_ensemble": 0}, {"mig_marginal": "some"}, {"mig_temperature": 0.0}):
         with pytest.raises(CrowdDataError):
             KDConfig.from_dict(bad)
+
+
+def test_rounds_mixup_and_student_schedule(sim):
+    """rounds=2 retrains targets, student and stage 2 from the first stage 2 (progress stays complete and
+    monotone); mixup, a cosine schedule and the student's own weight decay train and change the student;
+    bad values are rejected."""
+    s, data = sim
+    base = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, robust="none", cross_fit_folds=2, rounds=1)
+    assert KDConfig().rounds == 2   # the default (validation search in docs/kd.md)
+    one = KDCrowd(tiny(**base)).fit(data)
+    events = []
+    two = KDCrowd(tiny(**{**base, "rounds": 2})).fit(data, callback=events.append)
+    msgs = [e["message"] for e in events]
+    assert sum(m.startswith("next-round teacher") for m in msgs) == 2 * base["epochs_teacher"]
+    assert sum(e["stage"] == "stage2" for e in events) == 2 * base["epochs_stage2"]
+    prog = [e["overall_progress"] for e in events]
+    assert prog == sorted(prog) and prog[-1] == 1.0 and prog[-2] == pytest.approx(1.0)
+    np.testing.assert_array_equal(two.probas["teacher"], one.probas["teacher"])   # round 1's teacher
+    assert not np.array_equal(two.targets, one.targets)
+    assert not np.array_equal(two.probas["stage2"], one.probas["stage2"])
+    assert "rounds" in two.timings and np.isfinite(two.probas["stage2"]).all()
+    # in-sample next-round targets without folds
+    r = KDCrowd(tiny(**{**base, "cross_fit_folds": 0, "rounds": 2})).fit(data)
+    assert np.isfinite(r.targets).all() and np.allclose(r.targets.sum(1), 1.0, atol=1e-5)
+    for kw in ({"student_mixup": 0.4}, {"student_schedule": "cosine"}, {"student_weight_decay": 0.5}):
+        r = KDCrowd(tiny(**base, **kw)).fit(data)
+        assert np.isfinite(r.probas["student"]).all()
+        assert not np.array_equal(r.probas["student"], one.probas["student"]), kw
+        np.testing.assert_array_equal(r.probas["teacher"], one.probas["teacher"])   # student options only
+    r = KDCrowd(tiny(**{**base, "robust": "small-loss"}, student_mixup=0.4, forget_rate=0.2,
+                     forget_ramp_epochs=1)).fit(data)
+    assert np.isfinite(r.probas["student"]).all()
+    # co-teaching: two students exchanging small-loss selections; differs from plain small-loss
+    sl = dict(forget_rate=0.3, forget_ramp_epochs=1)
+    r_sl = KDCrowd(tiny(**{**base, "robust": "small-loss"}, **sl)).fit(data)
+    tr = KDCrowd(tiny(**{**base, "robust": "co-teaching"}, **sl))
+    r_ct = tr.fit(data)
+    assert r_ct.robust == "co-teaching" and r_ct.forget_rate == pytest.approx(0.3)
+    assert np.isfinite(r_ct.probas["student"]).all()
+    assert not np.array_equal(r_ct.probas["student"], r_sl.probas["student"])
+    cfg = KDConfig(rounds=3, student_mixup=0.2, student_schedule="cosine", student_weight_decay=1e-3)
+    assert KDConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in ({"rounds": 0}, {"rounds": 1.5}, {"student_mixup": -0.1}, {"student_schedule": "step"},
+                {"student_weight_decay": -1.0}):
+        with pytest.raises(CrowdDataError):
+            KDConfig.from_dict(bad)
