@@ -4,9 +4,15 @@ Datasets (../shared/datasets or $KDCROWD_DATA):
 
 - LabelMe: train on the 1,000 annotated images (answers.txt, -1 = no answer; 512-d VGG16 features),
   select on the 500 `valid` images, report the 1,188 `test` images.
-- Music: train on the 700 songs of mturk_answers.csv (Input.true_label dropped), 124 features from
-  music_genre_gold.csv; select on a held-out fold of 100 *train* songs (their truth, per seed; the songs stay
-  in training with their crowd answers only); report the 300 test songs.
+- Music: 700 songs in mturk_answers.csv (Input.true_label dropped), 124 features from music_genre_gold.csv;
+  100 *train* songs per seed are the validation (selection) data and, by default (``--music-valid holdout``,
+  since the fourth search), they leave training entirely: every method, baselines included, trains on the
+  same other 600 songs and their answers.  ``--music-valid in-train`` is the earlier protocol (the validation
+  songs stay in training with their crowd answers, which rewards fitting the crowd on the very items that
+  select: validation ~0.80 vs test ~0.70).  ``--music-check N`` holds out N more songs that are scored
+  ("check/..." keys of ``--json``) but never used for selection: an unbiased estimate next to the selected
+  validation accuracy (``--labelme-check N`` does the same with N images of LabelMe's valid split).
+  Report the 300 test songs.
 
 Per seed: classifier on gold (upper bound), on MV labels, on DS posteriors; for each teacher
 (CrowdLayer MW, CoNAL, AggNet): the teacher, the student with KL and with MIG^f (f = kl, pearson,
@@ -60,9 +66,11 @@ class Bench:
     yv: np.ndarray
     Xt: np.ndarray
     yt: np.ndarray
+    Xc: np.ndarray | None = None   # "check" songs: held out, scored like validation, never used for selection
+    yc: np.ndarray | None = None
 
 
-def load_labelme(d: Path, seed: int) -> Bench:
+def load_labelme(d: Path, seed: int, n_check: int = 0) -> Bench:
     f = d / "labelme"
     ans = np.loadtxt(f / "answers.txt", dtype=np.int64)
     i, w = np.nonzero(ans >= 0)
@@ -70,11 +78,16 @@ def load_labelme(d: Path, seed: int) -> Bench:
     data = CrowdData.from_arrays(i, w, ans[i, w], n_items=ans.shape[0], n_workers=ans.shape[1], n_classes=8,
                                  features=X)
     z = lambda s: np.loadtxt(f / f"LabelMe_Z_{s}.txt", dtype=np.int64)
-    return Bench("LabelMe", data, z("train"), np.load(f / "LabelMe_VGG_avg_valid.npy").astype(np.float32),
-                 z("valid"), np.load(f / "LabelMe_VGG_avg_test.npy").astype(np.float32), z("test"))
+    Xv, yv = np.load(f / "LabelMe_VGG_avg_valid.npy").astype(np.float32), z("valid")
+    Xc = yc = None
+    if n_check:   # part of the valid split scored only (never used for selection)
+        c = np.random.default_rng(2000 + seed).permutation(len(yv))
+        Xc, yc, Xv, yv = Xv[c[:n_check]], yv[c[:n_check]], Xv[c[n_check:]], yv[c[n_check:]]
+    return Bench("LabelMe", data, z("train"), Xv, yv, np.load(f / "LabelMe_VGG_avg_test.npy").astype(np.float32),
+                 z("test"), Xc, yc)
 
 
-def load_music(d: Path, seed: int, n_valid: int = 100) -> Bench:
+def load_music(d: Path, seed: int, n_valid: int = 100, holdout: bool = False, n_check: int = 0) -> Bench:
     f = d / "music_genre"
     m = pd.read_csv(f / "mturk_answers.csv").drop(columns=["Input.true_label"])
     data = CrowdData.from_frame(m, item="Input.song", worker="WorkerID", label="Answer.pred_label", classes=GENRES)
@@ -85,8 +98,20 @@ def load_music(d: Path, seed: int, n_valid: int = 100) -> Bench:
     te = pd.read_csv(f / "music_genre_test.csv")
     rng = np.random.default_rng(1000 + seed)
     v = rng.choice(data.n_items, size=n_valid, replace=False)
-    return Bench("Music", data, truth, data.features[v], truth[v], te[feats].to_numpy(np.float32),
-                 pd.Index(GENRES).get_indexer(te["class"]))
+    Xv, yv = data.features[v], truth[v]
+    Xc = yc = None
+    if n_check:   # a second held-out part, disjoint from the validation songs, never used for selection
+        c = rng.choice(np.setdiff1d(np.arange(data.n_items), v), size=n_check, replace=False)
+        Xc, yc = data.features[c], truth[c]
+        v = np.concatenate([v, c])
+    if holdout or n_check:   # the validation songs leave training entirely (every method trains on the other 600 songs)
+        keep_ids = data.item_ids[np.setdiff1d(np.arange(data.n_items), v)]
+        m = m[m["Input.song"].isin(keep_ids)]
+        data = CrowdData.from_frame(m, item="Input.song", worker="WorkerID", label="Answer.pred_label",
+                                    classes=GENRES).with_features(g[feats].to_numpy(np.float32), g.index)
+        truth = pd.Index(GENRES).get_indexer(g.loc[data.item_ids, "class"])
+    return Bench("Music", data, truth, Xv, yv, te[feats].to_numpy(np.float32),
+                 pd.Index(GENRES).get_indexer(te["class"]), Xc, yc)
 
 
 def empirical_confusion(data: CrowdData, truth: np.ndarray):
@@ -118,6 +143,8 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
     t_prepare = time.perf_counter() - t0
     ctx.gold = None
     Xt = _to_t(b.Xt, dev)
+    Xc = _to_t(b.Xc, dev) if b.Xc is not None else None
+    yc = _to_t(b.yc, dev, torch.long) if b.Xc is not None else None
     yt = _to_t(b.yt, dev, torch.long)
     truth = b.truth
     counts = empirical_confusion(b.data, truth)
@@ -136,6 +163,8 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
                       robust="none")
         out[f"test/clf-{name}"] = _accuracy(h, Xt, yt)
         out[f"valid/clf-{name}"] = _accuracy(h, ctx.Xv, ctx.yv)
+        if b.Xc is not None:
+            out[f"check/clf-{name}"] = _accuracy(h, Xc, yc)
 
     eye = np.eye(K)
     fit_clf(eye[truth], "gold")
@@ -155,6 +184,8 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
         T = tr.teacher_
         out[f"test/{teacher}/teacher"] = _accuracy(T.classifier, Xt, yt)
         out[f"valid/{teacher}/teacher"] = _accuracy(T.classifier, ctx.Xv, ctx.yv)
+        if b.Xc is not None:
+            out[f"check/{teacher}/teacher"] = _accuracy(T.classifier, Xc, yc)
         out[f"train/{teacher}/teacher"] = acc_np(tr.teacher_q_.cpu().numpy())
         out[f"train/{teacher}/targets"] = acc_np(targets.cpu().numpy())
         out[f"wm/{teacher}/teacher"] = wm_error(effective_worker_matrices(T, ctx.X, ctx.ans).cpu().numpy(), counts)
@@ -165,6 +196,8 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
             if rnd > 1:   # rounds > 1: the previous stage 2 becomes the teacher (new out-of-fold targets)
                 out[f"test/{teacher}/stage2-round{rnd - 1}"] = out[f"test/{teacher}/stage2"]
                 out[f"valid/{teacher}/stage2-round{rnd - 1}"] = out[f"valid/{teacher}/stage2"]
+                if b.Xc is not None:
+                    out[f"check/{teacher}/stage2-round{rnd - 1}"] = out[f"check/{teacher}/stage2"]
                 prev_stage2 = st2
                 t = time.perf_counter()
                 targets = tr.run_round_targets(st2, default_student[1])
@@ -180,6 +213,8 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
                     key = f"{teacher}/student-{distill}-{robust}"
                     out[f"test/{key}"] = _accuracy(head, Xt, yt)
                     out[f"valid/{key}"] = _accuracy(head, ctx.Xv, ctx.yv)
+                    if b.Xc is not None:
+                        out[f"check/{key}"] = _accuracy(head, Xc, yc)
                     out[f"train/{key}"] = acc_np(s.cpu().numpy())
                     students[(distill, robust)] = (head, s, dt)
                     if distill == cfg.distill and robust == cfg.robust:
@@ -190,7 +225,7 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
                     if not cands:
                         continue
                     pick = max(cands, key=lambda r: (out[f"valid/{teacher}/student-{distill}-{r}"], -cands.index(r)))
-                    for part in ("test", "train", "valid"):
+                    for part in ("test", "train", "valid") + (("check",) if b.Xc is not None else ()):
                         out[f"{part}/{teacher}/student-{distill}-auto"] = out[f"{part}/{teacher}/student-{distill}-{pick}"]
                     out[f"pick/{teacher}/student-{distill}-auto"] = float(pick == "small-loss")
                     if distill == cfg.distill:   # "auto" trains every candidate: its time is their sum
@@ -208,6 +243,8 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
             t_rounds += default_student[2] + t_stage2
             out[f"test/{teacher}/stage2"] = _accuracy(st2.classifier, Xt, yt)
             out[f"valid/{teacher}/stage2"] = _accuracy(st2.classifier, ctx.Xv, ctx.yv)
+            if b.Xc is not None:
+                out[f"check/{teacher}/stage2"] = _accuracy(st2.classifier, Xc, yc)
             out[f"train/{teacher}/stage2"] = acc_np(q2.cpu().numpy())
             out[f"wm/{teacher}/stage2"] = wm_error(effective_worker_matrices(st2, ctx.X, ctx.ans).cpu().numpy(), counts)
         out[f"time/{teacher}/pipeline"] = t_prepare + t_teacher + t_rounds
@@ -225,13 +262,15 @@ def fmt(vals: list[float]) -> str:
     return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
 
 
-def report(results: dict[str, list[dict]], base: KDConfig, teachers, distills, robusts, seeds, wall) -> str:
+def report(results: dict[str, list[dict]], base: KDConfig, teachers, distills, robusts, seeds, wall,
+           music_valid: str = "holdout") -> str:
     L = ["## KD-Crowd on real data (benchmarks/kd_accuracy.py)", "",
          f"Seeds: {seeds}; every classifier is the same head ({base.classifier}, hidden {base.hidden}, depth "
          f"{base.depth}, dropout {base.dropout}, features z-scored on the train items), Adam lr {base.lr}, "
          f"{base.epochs_student} epochs (teacher {base.epochs_teacher}, stage 2 {base.epochs_stage2}), "
          f"batch {base.batch_size or 'auto'}, model selection on the validation data only "
-         "(LabelMe: its valid split; Music: 100 held-out gold train songs per seed). "
+         f"(LabelMe: its valid split; Music: 100 gold train songs per seed, "
+         f"{'held out of training for every method' if music_valid == 'holdout' else 'kept in training with their answers'}). "
          f"Teacher targets: {base.teacher_target}, cross-fitting folds {base.cross_fit_folds}; "
          f"default student: distill={base.distill}, robust={base.robust}, MIG^f marginal pairs={base.mig_marginal}, "
          f"students averaged={base.student_ensemble}, rounds={base.rounds} "
@@ -279,12 +318,21 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 seed, default teacher and student variants only")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
     ap.add_argument("--datasets", default="labelme,music")
     ap.add_argument("--teachers", default="crowdlayer-mw,conal,aggnet")
     ap.add_argument("--distills", default="kl,mig-kl,mig-pearson,mig-hellinger")
     ap.add_argument("--robusts", default=None, help="default: none,<the default robust technique>")
     ap.add_argument("--config", default="{}", help="JSON overrides of KDConfig")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--music-valid", choices=["in-train", "holdout"], default="holdout",
+                    help="Music validation songs: stay in training with their crowd answers (in-train), or leave "
+                         "training entirely, for every method (holdout)")
+    ap.add_argument("--music-check", type=int, default=0,
+                    help="also hold out this many further Music train songs (out of training, never used for "
+                         "selection) and score every model on them ('check/...' keys of --json)")
+    ap.add_argument("--labelme-check", type=int, default=0,
+                    help="score (never select) on this many images of LabelMe's valid split; select on the rest")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks_kd.md"))
     ap.add_argument("--json", default=None, help="also write the raw per-seed numbers here")
     ap.add_argument("--from-json", default=None,
@@ -300,7 +348,8 @@ def main(argv=None) -> None:
         text = report(results, base, meta.get("teachers", args.teachers.split(",")),
                       meta.get("distills", args.distills.split(",")), meta.get("robusts", ["none", "small-loss"]),
                       meta.get("seeds", list(range(args.seeds))), sum(json.loads(Path(f).read_text()).get("meta", {})
-                                                                       .get("wall", 0.0) for f in args.from_json.split(",")))
+                                                                       .get("wall", 0.0) for f in args.from_json.split(",")),
+                      meta.get("music_valid", "in-train"))
         Path(args.out).write_text(text)
         print(text)
         return
@@ -318,11 +367,13 @@ def main(argv=None) -> None:
         robusts = list(AUTO_ROBUST_CANDIDATES)
     else:
         robusts = sorted({"none", base.robust}, key=lambda r: r != "none")
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     if args.quick:
         seeds, teachers = [0], [base.teacher]
         distills = sorted({"kl", base.distill})
-    loaders = {"labelme": load_labelme, "music": load_music}
+    loaders = {"labelme": lambda d_, s_: load_labelme(d_, s_, n_check=args.labelme_check),
+               "music": lambda d_, s_: load_music(d_, s_, holdout=args.music_valid == "holdout",
+                                                  n_check=args.music_check)}
     results: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
     for name in args.datasets.split(","):
@@ -330,11 +381,12 @@ def main(argv=None) -> None:
             b = loaders[name](d, s)
             results.setdefault(b.name, []).append(run_seed(b, s, base, teachers, distills, robusts))
     wall = time.perf_counter() - t0
-    text = report(results, base, teachers, distills, robusts, seeds, wall)
+    text = report(results, base, teachers, distills, robusts, seeds, wall, args.music_valid)
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({"config": base.to_dict(), "results": results, "meta": {
-            "teachers": teachers, "distills": distills, "robusts": robusts, "seeds": seeds, "wall": wall}}, indent=1))
+            "teachers": teachers, "distills": distills, "robusts": robusts, "seeds": seeds, "wall": wall,
+            "music_valid": args.music_valid}}, indent=1))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

@@ -170,6 +170,10 @@ class KDConfig:
     patience : int
         With validation data: stop a stage after this many epochs without a better
         validation accuracy (0 = never stop early; the best epoch is kept either way).
+    average_last : int
+        ``0`` (default): every stage keeps its epoch with the best validation accuracy.  ``k > 0``: every
+        stage ends with the uniform average of the weights of its last ``k`` epochs (weight averaging,
+        no epoch picked on validation).
     seed : int
         Seeds every random source (deterministic on CPU).
     device : str
@@ -219,6 +223,7 @@ class KDConfig:
     dropout: float = 0.5
     norm: str = "none"
     patience: int = 0
+    average_last: int = 0
     seed: int = 0
     device: str = "auto"
     amp: bool = False
@@ -289,6 +294,8 @@ class KDConfig:
             bad("dropout", "must lie in [0, 1).")
         if self.hidden < 1:
             bad("hidden", "must be >= 1.")
+        if isinstance(self.average_last, bool) or not isinstance(self.average_last, int) or self.average_last < 0:
+            bad("average_last", "must be an integer >= 0 (0 = keep the best epoch).")
         return self
 
 
@@ -484,16 +491,35 @@ def _make_head(cfg: KDConfig, d: int, K: int, student: bool = False, ensemble: b
 
 # =============================================================== stage trainers
 class _Selector:
-    """Keeps the state with the best validation accuracy (or the last one without validation)."""
+    """Keeps the state with the best validation accuracy (or the last one without validation).
 
-    def __init__(self, ctx: _Ctx, model: torch.nn.Module, clf: torch.nn.Module):
+    With ``average_last = k > 0`` the stage instead ends with the uniform average of the weights of its
+    last ``k`` epochs (no epoch is picked; validation accuracy is still reported and drives ``patience``)."""
+
+    def __init__(self, ctx: _Ctx, model: torch.nn.Module, clf: torch.nn.Module, epochs: int = 0):
         self.ctx, self.model, self.clf = ctx, model, clf
         self.best = -1.0
         self.best_state = None
         self.best_epoch = 0
         self.since = 0
+        self.epochs = epochs
+        self.k = int(ctx.cfg.average_last)
+        self.avg: dict | None = None
+        self.n_avg = 0
 
     def step(self, epoch: int) -> tuple[float | None, bool]:
+        if self.k > 0 and epoch > self.epochs - self.k:
+            st = self.model.state_dict()
+            if self.avg is None:
+                self.avg = {n: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
+                            for n, v in st.items()}
+            else:
+                for n, v in st.items():
+                    if v.is_floating_point():
+                        self.avg[n].add_(v.detach().float())
+                    else:
+                        self.avg[n] = v.detach().clone()
+            self.n_avg += 1
         va = _accuracy(self.clf, self.ctx.Xv, self.ctx.yv)
         if va is None:
             return None, False
@@ -505,7 +531,13 @@ class _Selector:
         return va, stop
 
     def finish(self):
-        if self.best_state is not None:
+        if self.avg is not None:
+            ref = self.model.state_dict()
+            self.model.load_state_dict({n: (v / self.n_avg).to(ref[n].dtype) if v.is_floating_point() else v
+                                        for n, v in self.avg.items()})
+            self.best = _accuracy(self.clf, self.ctx.Xv, self.ctx.yv)
+            self.best = -1.0 if self.best is None else self.best
+        elif self.best_state is not None:
             self.model.load_state_dict(self.best_state)
 
 
@@ -524,7 +556,7 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
     if tp:
         groups.append({"params": tp, "lr": cfg.lr_transition})
     opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-    sel = _Selector(ctx, model, model.classifier) if select else None
+    sel = _Selector(ctx, model, model.classifier, epochs) if select else None
     q = None
     if model.em:
         t_ans = _answers_subset(ctx.ans, train_idx, ctx.N)
@@ -639,7 +671,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
         if cfg.student_schedule == "cosine" else None
     mix = float(cfg.student_mixup)
     beta = torch.distributions.Beta(torch.tensor(mix), torch.tensor(mix)) if mix > 0 else None
-    sel = _Selector(ctx, head, head) if select else None
+    sel = _Selector(ctx, head, head, epochs) if select else None
     for ep in range(1, epochs + 1):
         head.train()
         keep = 1.0 - (L.forget_schedule(ep, forget_rate, cfg.forget_ramp_epochs)

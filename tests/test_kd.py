@@ -273,3 +273,33 @@ def test_rounds_mixup_and_student_schedule(sim):
                 {"student_weight_decay": -1.0}):
         with pytest.raises(CrowdDataError):
             KDConfig.from_dict(bad)
+
+
+def test_average_last_weight_averaging(sim):
+    """average_last=k ends each stage with the mean of its last k epochs' weights (no epoch picked)."""
+    from types import SimpleNamespace
+    from kdcrowd_core.kd import _Selector
+    lin = torch.nn.Linear(2, 1)
+    sel = _Selector(SimpleNamespace(cfg=KDConfig(average_last=2), Xv=None, yv=None), lin, lin, epochs=3)
+    for ep, w in enumerate((1.0, 2.0, 6.0), start=1):
+        with torch.no_grad():
+            lin.weight.fill_(w)
+            lin.bias.fill_(-w)
+        sel.step(ep)
+    sel.finish()
+    assert torch.allclose(lin.weight, torch.full((1, 2), 4.0)) and float(lin.bias) == pytest.approx(-4.0)
+    # end to end: k = 1 with validation data = the last epoch = the run without validation data
+    s, data = sim
+    Xv, yv = s.test_features[:100], s.test_truth[:100]
+    base = dict(robust="none", rounds=1, cross_fit_folds=2, epochs_teacher=4, epochs_student=4, epochs_stage2=2)
+    last = KDCrowd(tiny(**base)).fit(data)
+    k1 = KDCrowd(tiny(**base, average_last=1)).fit(data, valid=(Xv, yv))
+    for m in ("teacher", "student", "stage2"):
+        np.testing.assert_allclose(k1.probas[m], last.probas[m], atol=1e-6)
+    k3 = KDCrowd(tiny(**base, average_last=3)).fit(data, valid=(Xv, yv))
+    assert np.isfinite(k3.probas["stage2"]).all()
+    assert not np.allclose(k3.probas["student"], last.probas["student"])
+    assert KDConfig.from_dict({"average_last": 5}).average_last == 5
+    for bad in ({"average_last": -1}, {"average_last": 1.5}):
+        with pytest.raises(CrowdDataError):
+            KDConfig.from_dict(bad)
