@@ -21,6 +21,9 @@ def add_train_parser(sub) -> None:
     t.add_argument("--gold", metavar="G", help="gold labels of some answered items (for accuracy only)")
     t.add_argument("--valid-features", metavar="VF", help="validation items' features (model selection only)")
     t.add_argument("--valid-gold", metavar="VG", help="validation items' labels")
+    t.add_argument("--keep-valid-in-training", action="store_true",
+                   help="validation items that also have answers in ANSWERS stay in training (default: their "
+                        "answers are left out, so that model selection is not biased towards fitting them)")
     t.add_argument("--test-features", metavar="TF", help="held-out items to predict")
     t.add_argument("--test-gold", metavar="TG", help="held-out items' labels (for test accuracy)")
     t.add_argument("--teacher", default=None, help="teacher crowd model (default: the measured best)")
@@ -70,6 +73,8 @@ def _split(features: str, gold: str | None, classes: pd.Index, what: str):
 def cmd_train(args) -> int:
     from tqdm.auto import tqdm
 
+    from .data import _coerce_like
+
     from .cli import _load, matrices_json
     from .io.writers import write_json, write_table
     from .kd import KDConfig, KDCrowd
@@ -85,9 +90,17 @@ def cmd_train(args) -> int:
         overrides.update(epochs_teacher=args.epochs, epochs_student=args.epochs, epochs_stage2=args.epochs)
     cfg = KDConfig(**overrides)
     valid = test = None
+    n_valid_out = 0
     if args.valid_features:
-        Xv, yv, _ = _split(args.valid_features, args.valid_gold, data.classes, "validation")
+        Xv, yv, vid = _split(args.valid_features, args.valid_gold, data.classes, "validation")
         valid = (Xv, yv)
+        shared = data.item_ids.intersection(pd.Index(_coerce_like(vid, data.item_ids)))
+        if len(shared) and not args.keep_valid_in_training:
+            data = data.without_items(shared)
+            n_valid_out = len(shared)
+            if not args.quiet:
+                print(f"note: {n_valid_out} validation items also have answers in {args.answers}; their answers "
+                      "are left out of training (--keep-valid-in-training keeps them).", file=sys.stderr)
     if args.test_features:
         Xt, yt, tid = _split(args.test_features, args.test_gold, data.classes, "test")
         test = (Xt, yt, tid)
@@ -149,6 +162,7 @@ def cmd_train(args) -> int:
             tp["gold"] = g.where(test[1] >= 0, None)
         write_table(tp, out / "test_predictions.csv")
     summary = result.summary()
+    summary["validation_items_left_out_of_training"] = n_valid_out
     write_json(summary, out / "summary.json")
     trainer.save(out / "model")
     if not args.quiet:

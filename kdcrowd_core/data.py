@@ -384,6 +384,41 @@ class CrowdData:
                                  path=source, hint="fill or drop the missing feature values.")
         return replace(self, features=Xs, feature_names=feature_names, report=list(self.report))
 
+    def without_items(self, ids: Sequence | pd.Index) -> "CrowdData":
+        """A copy without the given items and their answers (ids not present are ignored).
+
+        Workers left without any answer are dropped too; gold and features follow their items.
+        Use it to keep validation items out of training: a model that fitted an item's crowd
+        answers scores too well on it, which biases model selection.
+        """
+        pos = self.item_ids.get_indexer(_coerce_like(pd.Index(ids), self.item_ids))
+        drop = np.zeros(self.n_items, dtype=bool)
+        drop[pos[pos >= 0]] = True
+        if not drop.any():
+            return self
+        keep_items = np.flatnonzero(~drop)
+        if keep_items.size == 0:
+            raise CrowdDataError("every item would be left out; nothing is left to train on.",
+                                 hint="use a validation set that is only part of the answered items.")
+        new_item = np.full(self.n_items, -1, dtype=np.int64)
+        new_item[keep_items] = np.arange(keep_items.size)
+        a = ~drop[self.item]
+        worker_used = np.zeros(self.n_workers, dtype=bool)
+        worker_used[self.worker[a]] = True
+        keep_workers = np.flatnonzero(worker_used)
+        new_worker = np.full(self.n_workers, -1, dtype=np.int64)
+        new_worker[keep_workers] = np.arange(keep_workers.size)
+        out = replace(
+            self, item=new_item[self.item[a]], worker=new_worker[self.worker[a]], label=self.label[a].copy(),
+            item_ids=self.item_ids[keep_items], worker_ids=self.worker_ids[keep_workers],
+            gold=None if self.gold is None else self.gold[keep_items],
+            features=None if self.features is None else self.features[keep_items],
+            report=list(self.report))
+        out.report.append(ReadReport(source="<selection>", format="subset", notes=[
+            f"left out {int(drop.sum())} items ({int((~a).sum())} answers) and "
+            f"{self.n_workers - keep_workers.size} workers left without answers"]))
+        return out
+
     # ---------------------------------------------------------------- output
     def to_frame(self) -> pd.DataFrame:
         """Long DataFrame with the user's ids: columns ``task, worker, label``."""

@@ -155,3 +155,27 @@ def test_train_bad_features_exit_2(capsys, simdir, tmp_path):
     bad.write_text("item,f0\nnot_an_item,1.0\n")
     code, _, err = run(capsys, "train", simdir / "answers.csv", "--features", bad, "--out", tmp_path / "r")
     assert code == 2 and "f.csv" in err and "Traceback" not in err
+
+
+def test_train_leaves_validation_items_out_of_training(capsys, simdir, tmp_path):
+    """Validation items that also have answers leave training (unbiased selection), unless asked to stay."""
+    pytest.importorskip("kdcrowd_core.kd")
+    gold = pd.read_csv(simdir / "gold.csv")
+    feats = pd.read_csv(simdir / "features.csv")
+    vg = gold.iloc[: len(gold) // 2]
+    vg.to_csv(tmp_path / "vg.csv", index=False)
+    feats[feats["item"].isin(vg["item"])].to_csv(tmp_path / "vf.csv", index=False)
+    common = ["train", simdir / "answers.csv", "--features", simdir / "features.csv", "--gold", simdir / "gold.csv",
+              "--valid-features", tmp_path / "vf.csv", "--valid-gold", tmp_path / "vg.csv",
+              "--epochs", "2", "--device", "cpu"]
+    code, _, err = run(capsys, *common, "--out", tmp_path / "a")
+    assert code == 0, err
+    assert f"{len(vg)} validation items" in err
+    labels = pd.read_csv(tmp_path / "a" / "labels.csv")
+    assert len(labels) == 300 - len(vg) and not labels["item"].isin(vg["item"]).any()
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["validation_items_left_out_of_training"] == len(vg) and s["valid_accuracy"]
+    code, _, err = run(capsys, "-q", *common, "--keep-valid-in-training", "--out", tmp_path / "b")
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "b" / "labels.csv")) == 300
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["validation_items_left_out_of_training"] == 0

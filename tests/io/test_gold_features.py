@@ -158,3 +158,22 @@ def test_load_crowd_accepts_loaded_objects():
 def test_gold_ids_read_as_text_match_integer_items():
     d = load_crowd(ANSWERS.encode(), name="a.csv", gold=pd.Series({"1": "cat"}))
     assert d.gold_series().to_dict() == {1: "cat"}
+
+
+def test_without_items_drops_items_answers_and_empty_workers():
+    from kdcrowd_core.data import CrowdData
+    df = pd.DataFrame({"task": ["a", "a", "b", "b", "c", "c"], "worker": ["w1", "w2", "w1", "w3", "w2", "w1"],
+                       "label": ["x", "y", "x", "x", "y", "y"]})
+    d = CrowdData.from_frame(df).with_gold(pd.Series({"a": "x", "c": "y"}))
+    d = d.with_features(np.arange(6, dtype=np.float32).reshape(3, 2), ["a", "b", "c"])
+    out = d.without_items(["b", "nope"])
+    assert list(out.item_ids) == ["a", "c"] and list(out.worker_ids) == ["w1", "w2"]   # w3 only answered b
+    assert out.n_answers == 4 and list(out.classes) == ["x", "y"]
+    back = out.to_frame()
+    assert set(map(tuple, back.to_numpy())) == {("a", "w1", "x"), ("a", "w2", "y"), ("c", "w2", "y"), ("c", "w1", "y")}
+    assert out.gold_series().to_dict() == {"a": "x", "c": "y"}
+    assert out.features.tolist() == [[0, 1], [4, 5]]
+    assert "left out 1 items" in out.report[-1].notes[0]
+    assert d.without_items(["nope"]) is d and d.n_items == 3   # unknown ids: unchanged, original untouched
+    with pytest.raises(CrowdDataError, match="every item"):
+        d.without_items(["a", "b", "c"])
