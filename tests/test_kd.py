@@ -287,7 +287,7 @@ def test_average_last_weight_averaging(sim):
             lin.bias.fill_(-w)
         sel.step(ep)
     sel.finish()
-    assert torch.allclose(lin.weight, torch.full((1, 2), 4.0)) and float(lin.bias) == pytest.approx(-4.0)
+    assert torch.allclose(lin.weight, torch.full((1, 2), 4.0)) and float(lin.bias.detach()) == pytest.approx(-4.0)
     # end to end: k = 1 with validation data = the last epoch = the run without validation data
     s, data = sim
     Xv, yv = s.test_features[:100], s.test_truth[:100]
