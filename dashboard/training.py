@@ -140,16 +140,21 @@ def load_crowd(run_dir: Path) -> CrowdData | None:
 
 
 def make_job(crowd: CrowdData, config: dict[str, Any],
-             test: tuple[np.ndarray, np.ndarray | None, pd.Index] | None = None) -> Callable[[JobContext], Any]:
-    """The callable a run executes: train KD-Crowd on ``crowd`` and save everything to the run folder."""
+             test: tuple[np.ndarray, np.ndarray | None, pd.Index] | None = None,
+             valid: tuple[np.ndarray, np.ndarray] | None = None) -> Callable[[JobContext], Any]:
+    """The callable a run executes: train KD-Crowd on ``crowd`` and save everything to the run folder.
+
+    ``valid = (features, class codes)``: model selection data (kept out of ``crowd`` by the caller)."""
 
     def run(ctx: JobContext):
         from kdcrowd_core.kd import KDConfig, KDCrowd
         cfg = KDConfig.from_dict(config)
         ctx.log(f"training on {crowd.n_items} items, {crowd.n_answers} answers, device={cfg.device}")
+        if valid is not None:
+            ctx.log(f"model selection on {len(valid[1])} gold items held out of training")
         save_crowd(ctx.run_dir, crowd)
         trainer = KDCrowd(cfg)
-        result = trainer.fit(crowd, test=test, callback=ctx.report, cancel=ctx.cancel)
+        result = trainer.fit(crowd, valid=valid, test=test, callback=ctx.report, cancel=ctx.cancel)
         result.save(ctx.run_dir / "result")
         ctx.log(f"trained on {result.device}; result saved")
         return result
@@ -157,9 +162,38 @@ def make_job(crowd: CrowdData, config: dict[str, Any],
     return run
 
 
-def start(ds, config: dict[str, Any]) -> Job:
-    """Start a training run on the loaded dataset (raises RuntimeError when one is already going)."""
-    job = manager().start(make_job(ds.crowd, config, ds.test_split()), config=config,
+#: The most of the gold items the Train page may hold out for model selection (the rest scores the run).
+MAX_VALID_SHARE = 0.9
+
+
+def split_gold_for_validation(crowd: CrowdData, share: float, seed: int = 0):
+    """Hold ``share`` of the gold items (features needed) out of training for model selection.
+
+    Returns ``(training crowd, (features, gold codes))``; the training crowd keeps every worker (so the
+    worker order matches ``crowd``'s) and the rest of the gold to score the run.  ``share <= 0``, no gold
+    or no features: ``(crowd, None)``."""
+    if share <= 0 or not crowd.has_gold or crowd.features is None:
+        return crowd, None
+    gold_items = np.flatnonzero(crowd.gold_mask)
+    n = int(round(min(share, MAX_VALID_SHARE) * gold_items.size))
+    n = max(1, min(n, gold_items.size - 1)) if gold_items.size > 1 else 0
+    if n == 0:
+        return crowd, None
+    pick = np.sort(np.random.default_rng(seed).choice(gold_items, size=n, replace=False))
+    valid = (crowd.features[pick], crowd.gold[pick])
+    return crowd.without_items(crowd.item_ids[pick], drop_empty_workers=False), valid
+
+
+def start(ds, config: dict[str, Any], valid_share: float = 0.0) -> Job:
+    """Start a training run on the loaded dataset (raises RuntimeError when one is already going).
+
+    ``valid_share > 0``: that share of the gold items leaves training and selects the models
+    (every stage keeps its best epoch on them; ``robust="auto"`` chooses between students)."""
+    crowd, valid = split_gold_for_validation(ds.crowd, valid_share, int(config.get("seed") or 0))
+    shown = dict(config)
+    if valid is not None:
+        shown["validation_gold_items"] = int(len(valid[1]))
+    job = manager().start(make_job(crowd, config, ds.test_split(), valid), config=shown,
                           dataset=ds.name, dataset_key=ds.key)
     st.session_state[RUN_KEY] = job.run_id
     return job
@@ -190,7 +224,8 @@ def load_run(run_id: str, current_crowd: CrowdData | None = None, current_key: s
         if not rdir.exists():
             return None
         result = _load_result(str(rdir), rec.finished)
-    if current_crowd is not None and rec.dataset_key == current_key:
+    if (current_crowd is not None and rec.dataset_key == current_key
+            and current_crowd.n_items == len(result.item_ids)):   # fewer items: gold was held out for selection
         crowd = current_crowd
     else:
         crowd = _load_crowd_cached(str(rec.result_dir), rec.id)

@@ -384,10 +384,11 @@ class CrowdData:
                                  path=source, hint="fill or drop the missing feature values.")
         return replace(self, features=Xs, feature_names=feature_names, report=list(self.report))
 
-    def without_items(self, ids: Sequence | pd.Index) -> "CrowdData":
+    def without_items(self, ids: Sequence | pd.Index, *, drop_empty_workers: bool = True) -> "CrowdData":
         """A copy without the given items and their answers (ids not present are ignored).
 
-        Workers left without any answer are dropped too; gold and features follow their items.
+        Workers left without any answer are dropped too (``drop_empty_workers=False`` keeps every
+        worker, so worker codes stay those of ``self``); gold and features follow their items.
         Use it to keep validation items out of training: a model that fitted an item's crowd
         answers scores too well on it, which biases model selection.
         """
@@ -405,6 +406,8 @@ class CrowdData:
         a = ~drop[self.item]
         worker_used = np.zeros(self.n_workers, dtype=bool)
         worker_used[self.worker[a]] = True
+        if not drop_empty_workers:
+            worker_used[:] = True
         keep_workers = np.flatnonzero(worker_used)
         new_worker = np.full(self.n_workers, -1, dtype=np.int64)
         new_worker[keep_workers] = np.arange(keep_workers.size)

@@ -50,12 +50,20 @@ with st.form("train_settings", border=True):
                              key="cfg_bs")
         hidden = m3.number_input("Hidden units", 1, 4096, int(defaults.get("hidden") or 128), key="cfg_hidden")
         lam = m4.number_input("Stage-2 λ", 0.0, 100.0, float(defaults.get("stage2_lambda") or 1.0), key="cfg_lam")
-        n1, n2, _, _ = st.columns(4)
+        n1, n2, n3, _ = st.columns(4)
         folds = n1.number_input("Cross-fit folds (0/1 = off)", 0, 20, int(defaults.get("cross_fit_folds") or 0),
                                 key="cfg_folds", help="k > 1: each item's teacher target comes from a teacher "
                                                       "trained without it (k extra teachers: slower, more honest).")
         use_gold = n2.toggle("Train with the gold labels", value=bool(defaults.get("use_gold", False)),
                              key="cfg_use_gold", help="Off: gold labels only measure accuracy.")
+        n_gold = int(c.gold_mask.sum()) if c.has_gold else 0
+        vshare = n3.number_input(
+            "Gold for model selection (%)", 0, int(training.MAX_VALID_SHARE * 100), 0, step=10,
+            key="cfg_valid_share", disabled=n_gold < 2,
+            help="Hold this share of the gold items out of training and use them as validation data: every "
+                 "stage keeps its best epoch on them and robust=auto picks the better student. The other gold "
+                 "items still measure accuracy. 0 = no model selection (each stage keeps its last epoch)."
+                 + ("" if n_gold >= 2 else " Needs gold labels for at least 2 items."))
         st.text_input("Data directory (runs are stored here)", key=training.HOME_KEY,
                       placeholder=str(training.home()),
                       help="Where the runs database and the results go. Default: $KDCROWD_HOME, ./.kdcrowd or "
@@ -82,7 +90,7 @@ if submitted and not problems:
     if "use_gold" in defaults:
         cfg["use_gold"] = bool(use_gold)
     try:
-        training.start(ds, cfg)
+        training.start(ds, cfg, valid_share=float(vshare) / 100.0)
     except Exception as exc:  # noqa: BLE001 - e.g. a bad setting rejected by the trainer
         st.error(f"Could not start the run: {exc}")
     else:

@@ -190,3 +190,30 @@ def test_cancel_a_run(small_crowd_files):
     assert training.store().get(run_id).status == "cancelled"
     at.run()
     assert not at.exception
+
+
+def test_training_with_gold_held_out_for_model_selection(small_crowd_files):
+    """Half of the gold items leave training and select the models; the pages show the run consistently."""
+    at = _app()
+    _load_small(at, small_crowd_files)
+    crowd = at.session_state[state.DATASET].crowd
+    n_gold = int(crowd.gold_mask.sum())
+    _goto(at, PAGES[3])
+    _short_settings(at, epochs=3)
+    at.number_input(key="cfg_valid_share").set_value(50)
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = training.manager().get(at.session_state[training.RUN_KEY])
+    _wait(job)
+    assert job.status == "done", (job.error, job.traceback)
+    n_valid = round(0.5 * n_gold)
+    rec = training.store().get(job.run_id)
+    assert rec.config["validation_gold_items"] == n_valid
+    res = job.result
+    assert len(res.item_ids) == crowd.n_items - n_valid and len(res.worker_ids) == crowd.n_workers
+    assert res.valid_accuracy and all(0 <= v <= 1 for v in res.valid_accuracy.values())
+    run = training.load_run(job.run_id, crowd, at.session_state[state.DATASET].key)
+    assert run.crowd.n_items == len(res.item_ids) and int(run.crowd.gold_mask.sum()) == n_gold - n_valid
+    for page in (PAGES[4], PAGES[1]):
+        _goto(at, page)
+        assert not at.error, [e.value for e in at.error]
