@@ -50,7 +50,7 @@ TEACHERS: list[str] = ["aggnet"] + [t for t in available_crowd_models() if t != 
 #: Distillation losses of the student.
 DISTILL_LOSSES: list[str] = ["mig-kl", "mig-pearson", "mig-hellinger", "kl", "ce"]
 #: Noise-model-free robust techniques of the student.
-ROBUST_METHODS: list[str] = ["auto", "small-loss", "none", "gce", "co-teaching"]
+ROBUST_METHODS: list[str] = ["auto", "small-loss", "none", "gce", "co-teaching", "elr"]
 #: Candidates ``robust="auto"`` chooses between on the validation data (the first when there is none).
 AUTO_ROBUST_CANDIDATES: tuple[str, ...] = ("none", "small-loss")
 #: Stages in order (progress events' ``stage``).
@@ -108,12 +108,16 @@ class KDConfig:
         argmax; the distillation loss is computed on the kept items only) or ``"gce"``
         (generalized cross-entropy replaces CE/KL; with MIG^f it is added to it) or ``"co-teaching"``
         (two students, each trained on the small-loss items of the other, same forget-rate schedule as
-        small-loss; the first one is kept).
+        small-loss; the first one is kept) or ``"elr"`` (early-learning regularisation: the distillation
+        loss plus ``elr_lambda * log(1 - <p_i, t_i>)`` with ``t_i`` a running average, weight ``elr_beta``,
+        of the student's own predictions on item i; no item is dropped).
     forget_rate : float or None
         Final fraction forgotten by ``"small-loss"``; ``None`` = share of items where the
         targets' argmax disagrees with majority vote.
     forget_ramp_epochs : int
         Epochs over which the forget rate ramps up from 0 (Co-teaching schedule).
+    elr_beta, elr_lambda : float
+        Running-average weight and strength of ``"elr"`` (the paper's CIFAR-10 values: 0.7 and 3).
     gce_q : float
         ``q`` of GCE.
     mig_marginal : str
@@ -199,6 +203,8 @@ class KDConfig:
     forget_rate: float | None = None
     forget_ramp_epochs: int = 10
     gce_q: float = 0.7
+    elr_beta: float = 0.7
+    elr_lambda: float = 3.0
     mig_marginal: str = "batch"
     mig_temperature: float = 1.0
     student_ensemble: int = 1
@@ -288,6 +294,10 @@ class KDConfig:
             bad("rounds", "must be an integer >= 1.")
         if not 0 < self.gce_q <= 1:
             bad("gce_q", "must lie in (0, 1].")
+        if not 0 <= self.elr_beta < 1:
+            bad("elr_beta", "must lie in [0, 1).")
+        if not self.elr_lambda >= 0:
+            bad("elr_lambda", "must be >= 0.")
         if self.temperature <= 0:
             bad("temperature", "must be > 0.")
         if not 0 <= self.dropout < 1:
@@ -672,6 +682,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
     mix = float(cfg.student_mixup)
     beta = torch.distributions.Beta(torch.tensor(mix), torch.tensor(mix)) if mix > 0 else None
     sel = _Selector(ctx, head, head, epochs) if select else None
+    elr = torch.zeros_like(targets) if robust == "elr" else None   # ELR's running targets, one row per item
     for ep in range(1, epochs + 1):
         head.train()
         keep = 1.0 - (L.forget_schedule(ep, forget_rate, cfg.forget_ramp_epochs)
@@ -719,6 +730,10 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
                 logits, t = logits[m], t[m]
                 rows = rows[m] if rows is not None else None
             loss = dloss(logits, t, rows)
+            if elr is not None:
+                pb = F.softmax(logits, 1)
+                elr[idx] = L.elr_update(elr[idx], pb, cfg.elr_beta)
+                loss = loss + cfg.elr_lambda * L.elr_regulariser(pb, elr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -168,6 +168,27 @@ def gce_loss(logits: torch.Tensor, targets: torch.Tensor, q: float = 0.7, reduct
     return _reduce(loss, reduction)
 
 
+def elr_update(ema: torch.Tensor, probs: torch.Tensor, beta: float) -> torch.Tensor:
+    """Early-learning regularisation's running targets: ``t <- beta * t + (1 - beta) * p / sum(p)``.
+
+    ``ema`` (B, K) the rows of the items in the batch, ``probs`` (B, K) the model's probabilities
+    (detached here); returns the new rows (the caller writes them back)."""
+    p = probs.detach().float()
+    return beta * ema + (1.0 - beta) * p / p.sum(dim=1, keepdim=True).clamp_min(EPS)
+
+
+def elr_regulariser(probs: torch.Tensor, ema: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Early-learning regularisation (Liu et al., NeurIPS 2020): ``log(1 - <p_i, t_i>)`` per item.
+
+    ``probs`` (B, K) the model's probabilities (clamped to [1e-4, 1 - 1e-4] as in the paper),
+    ``ema`` (B, K) the running targets from :func:`elr_update`.  Minimising it keeps the model close
+    to its own early predictions, so it does not memorise the noisy targets later on.
+    """
+    p = probs.float().clamp(1e-4, 1.0 - 1e-4)
+    inner = (ema.detach().float() * p).sum(dim=1)
+    return _reduce(torch.log((1.0 - inner).clamp_min(EPS)), reduction)
+
+
 def small_loss_mask(losses: torch.Tensor, keep_fraction: float) -> torch.Tensor:
     """Boolean mask of the ``round(keep_fraction * B)`` items with the smallest loss (at least one).
 

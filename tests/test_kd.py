@@ -303,3 +303,18 @@ def test_average_last_weight_averaging(sim):
     for bad in ({"average_last": -1}, {"average_last": 1.5}):
         with pytest.raises(CrowdDataError):
             KDConfig.from_dict(bad)
+
+
+def test_elr_student(sim):
+    """ELR adds its regulariser to the distillation loss; with elr_lambda = 0 it is exactly the plain student."""
+    _, data = sim
+    base = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, rounds=1)
+    plain = KDCrowd(tiny(**base, robust="none")).fit(data)
+    elr = KDCrowd(tiny(**base, robust="elr")).fit(data)
+    off = KDCrowd(tiny(**base, robust="elr", elr_lambda=0.0)).fit(data)
+    assert elr.robust == "elr" and np.isfinite(elr.probas["student"]).all()
+    assert not np.allclose(elr.probas["student"], plain.probas["student"])
+    np.testing.assert_allclose(off.probas["student"], plain.probas["student"], rtol=1e-5, atol=1e-6)
+    for bad in ({"elr_beta": 1.0}, {"elr_beta": -0.1}, {"elr_lambda": -1.0}):
+        with pytest.raises(CrowdDataError):
+            KDConfig.from_dict(bad)

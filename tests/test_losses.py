@@ -143,3 +143,21 @@ def test_mig_loss_with_an_explicit_marginal_set(f):
     assert same.item() == pytest.approx(L.mig_loss(t(S), t(Q), t(P), f=f).item(), rel=1e-10)
     # a single item still has marginal pairs against the set
     assert L.mig_loss(t(S[:1]), t(Q[:1]), t(P), f=f, marginal_teacher=t(M), self_index=torch.tensor([0])).item() != 0.0
+
+
+def test_elr_update_and_regulariser_by_hand():
+    ema = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    p = torch.tensor([[0.8, 0.2], [0.3, 0.7]], requires_grad=True)
+    new = L.elr_update(ema, p, beta=0.7)
+    # 0.7 * 0.5 + 0.3 * 0.8 = 0.59 ; 0.7 * 0.5 + 0.3 * 0.2 = 0.41 ; row 2: 0.7 + 0.09, 0.21
+    assert torch.allclose(new, torch.tensor([[0.59, 0.41], [0.79, 0.21]]))
+    assert not new.requires_grad
+    reg = L.elr_regulariser(p, new)
+    # <p, t>: 0.8*0.59 + 0.2*0.41 = 0.554 ; 0.3*0.79 + 0.7*0.21 = 0.384
+    expected = (math.log(1 - 0.554) + math.log(1 - 0.384)) / 2
+    assert float(reg.detach()) == pytest.approx(expected, rel=1e-5)
+    reg.backward()
+    # d/dp log(1 - <p, t>) = -t / (1 - <p, t>) / B : pushes p towards its running targets
+    assert torch.allclose(p.grad[0], -new[0] / (1 - 0.554) / 2, rtol=1e-5)
+    # probabilities are clamped to [1e-4, 1 - 1e-4]: a one-hot prediction on a one-hot target stays finite
+    assert torch.isfinite(L.elr_regulariser(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])))
