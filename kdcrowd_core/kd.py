@@ -50,7 +50,7 @@ TEACHERS: list[str] = ["aggnet"] + [t for t in available_crowd_models() if t != 
 #: Distillation losses of the student.
 DISTILL_LOSSES: list[str] = ["mig-kl", "mig-pearson", "mig-hellinger", "kl", "ce"]
 #: Noise-model-free robust techniques of the student.
-ROBUST_METHODS: list[str] = ["auto", "small-loss", "none", "gce", "co-teaching", "elr"]
+ROBUST_METHODS: list[str] = ["auto", "small-loss", "none", "gce", "co-teaching", "elr", "consistency"]
 #: Candidates ``robust="auto"`` chooses between on the validation data (the first when there is none).
 AUTO_ROBUST_CANDIDATES: tuple[str, ...] = ("none", "small-loss")
 #: Stages in order (progress events' ``stage``).
@@ -110,12 +110,18 @@ class KDConfig:
         (two students, each trained on the small-loss items of the other, same forget-rate schedule as
         small-loss; the first one is kept) or ``"elr"`` (early-learning regularisation: the distillation
         loss plus ``elr_lambda * log(1 - <p_i, t_i>)`` with ``t_i`` a running average, weight ``elr_beta``,
-        of the student's own predictions on item i; no item is dropped).
+        of the student's own predictions on item i; no item is dropped) or ``"consistency"`` (the
+        ``forget_rate`` share of items whose target is least confident is treated as unlabeled: no
+        distillation loss, only a consistency loss, weight ``consistency_weight``, between the student's
+        predictions on two noised copies (Gaussian, std ``consistency_noise``) of every item).
     forget_rate : float or None
         Final fraction forgotten by ``"small-loss"``; ``None`` = share of items where the
         targets' argmax disagrees with majority vote.
     forget_ramp_epochs : int
         Epochs over which the forget rate ramps up from 0 (Co-teaching schedule).
+    consistency_weight, consistency_noise : float
+        Weight of the consistency loss (mean squared difference of the two noised copies' probabilities,
+        summed over classes) and the noise std (standardised features) of ``"consistency"``.
     elr_beta, elr_lambda : float
         Running-average weight and strength of ``"elr"`` (the paper's CIFAR-10 values: 0.7 and 3).
     gce_q : float
@@ -204,6 +210,8 @@ class KDConfig:
     forget_ramp_epochs: int = 10
     gce_q: float = 0.7
     elr_beta: float = 0.7
+    consistency_weight: float = 1.0
+    consistency_noise: float = 0.3
     elr_lambda: float = 3.0
     mig_marginal: str = "batch"
     mig_temperature: float = 1.0
@@ -298,6 +306,10 @@ class KDConfig:
             bad("elr_beta", "must lie in [0, 1).")
         if not self.elr_lambda >= 0:
             bad("elr_lambda", "must be >= 0.")
+        if not self.consistency_weight >= 0:
+            bad("consistency_weight", "must be >= 0.")
+        if not self.consistency_noise >= 0:
+            bad("consistency_noise", "must be >= 0.")
         if self.temperature <= 0:
             bad("temperature", "must be > 0.")
         if not 0 <= self.dropout < 1:
@@ -683,6 +695,11 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
     beta = torch.distributions.Beta(torch.tensor(mix), torch.tensor(mix)) if mix > 0 else None
     sel = _Selector(ctx, head, head, epochs) if select else None
     elr = torch.zeros_like(targets) if robust == "elr" else None   # ELR's running targets, one row per item
+    confident = None
+    if robust == "consistency":   # the forget_rate share of least confident targets counts as unlabeled
+        conf = targets.max(1).values
+        tau = torch.quantile(conf[train_idx].float(), min(max(forget_rate, 0.0), 1.0)) if forget_rate > 0 else None
+        confident = conf >= tau if tau is not None else torch.ones_like(conf, dtype=torch.bool)
     for ep in range(1, epochs + 1):
         head.train()
         keep = 1.0 - (L.forget_schedule(ep, forget_rate, cfg.forget_ramp_epochs)
@@ -729,7 +746,17 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
                 m = L.small_loss_mask(hard_ce(logits), keep)
                 logits, t = logits[m], t[m]
                 rows = rows[m] if rows is not None else None
-            loss = dloss(logits, t, rows)
+            if confident is not None:
+                m = confident[idx]
+                loss = dloss(logits[m], t[m], rows[m] if rows is not None else None) if int(m.sum()) >= 2 \
+                    else logits.sum() * 0.0
+                noise = cfg.consistency_noise * getattr(getattr(head, "standardizer", None), "std", 1.0)
+                with ctx.autocast():
+                    pa = F.softmax(head(xb + noise * torch.randn(xb.shape, generator=ctx.gen, device=xb.device)).float(), 1)
+                    pb = F.softmax(head(xb + noise * torch.randn(xb.shape, generator=ctx.gen, device=xb.device)).float(), 1)
+                loss = loss + cfg.consistency_weight * ((pa - pb) ** 2).sum(1).mean()
+            else:
+                loss = dloss(logits, t, rows)
             if elr is not None:
                 pb = F.softmax(logits, 1)
                 elr[idx] = L.elr_update(elr[idx], pb, cfg.elr_beta)
@@ -1112,7 +1139,7 @@ class KDCrowd:
         targets = self.targets_ if targets is None else targets
         if forget_rate is None:
             forget_rate = self.auto_forget_rate(targets) if cfg.forget_rate is None else float(cfg.forget_rate)
-        self.forget_rate_ = forget_rate if robust in ("small-loss", "co-teaching") else 0.0
+        self.forget_rate_ = forget_rate if robust in ("small-loss", "co-teaching", "consistency") else 0.0
         epochs = cfg.epochs_student if epochs is None else epochs
         members = []
         n_members = int(cfg.student_ensemble)

@@ -318,3 +318,17 @@ def test_elr_student(sim):
     for bad in ({"elr_beta": 1.0}, {"elr_beta": -0.1}, {"elr_lambda": -1.0}):
         with pytest.raises(CrowdDataError):
             KDConfig.from_dict(bad)
+
+
+def test_consistency_student(sim):
+    """Low-confidence targets are unlabeled (consistency loss only); forget_rate 0 and weight 0 = plain student."""
+    _, data = sim
+    base = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, rounds=1)
+    plain = KDCrowd(tiny(**base, robust="none")).fit(data)
+    cons = KDCrowd(tiny(**base, robust="consistency", forget_rate=0.3)).fit(data)
+    assert cons.robust == "consistency" and cons.forget_rate == pytest.approx(0.3)
+    assert np.isfinite(cons.probas["student"]).all()
+    assert not np.allclose(cons.probas["student"], plain.probas["student"])
+    for bad in ({"consistency_weight": -1.0}, {"consistency_noise": -0.1}):
+        with pytest.raises(CrowdDataError):
+            KDConfig.from_dict(bad)
