@@ -50,7 +50,8 @@ TEACHERS: list[str] = ["aggnet"] + [t for t in available_crowd_models() if t != 
 #: Distillation losses of the student.
 DISTILL_LOSSES: list[str] = ["mig-kl", "mig-pearson", "mig-hellinger", "kl", "ce"]
 #: Noise-model-free robust techniques of the student.
-ROBUST_METHODS: list[str] = ["auto", "small-loss", "none", "gce", "co-teaching", "elr", "consistency"]
+ROBUST_METHODS: list[str] = ["auto", "small-loss", "none", "gce", "co-teaching", "elr", "consistency",
+                             "agreement"]
 #: Candidates ``robust="auto"`` chooses between on the validation data (the first when there is none).
 AUTO_ROBUST_CANDIDATES: tuple[str, ...] = ("none", "small-loss")
 #: Stages in order (progress events' ``stage``).
@@ -113,7 +114,9 @@ class KDConfig:
         of the student's own predictions on item i; no item is dropped) or ``"consistency"`` (the
         ``forget_rate`` share of items whose target is least confident is treated as unlabeled: no
         distillation loss, only a consistency loss, weight ``consistency_weight``, between the student's
-        predictions on two noised copies (Gaussian, std ``consistency_noise``) of every item).
+        predictions on two noised copies (Gaussian, std ``consistency_noise``) of every item) or
+        ``"agreement"`` (each item's distillation loss is weighted by how many of its answers agree with the
+        target's argmax, ``(agree + 1) / (answers + 2)``, normalised to mean 1; MIG^f weights its joint term).
     forget_rate : float or None
         Final fraction forgotten by ``"small-loss"``; ``None`` = share of items where the
         targets' argmax disagrees with majority vote.
@@ -646,6 +649,15 @@ def _answers_subset(ans: _Answers, idx: torch.Tensor, N: int) -> _Answers:
     return _Answers(item, ans.worker[keep], ans.label[keep], ptr, cnt)
 
 
+def _agreement_weights(ctx: _Ctx, targets: torch.Tensor, train_idx: torch.Tensor) -> torch.Tensor:
+    """Per item (N,): ``(answers agreeing with argmax target + 1) / (answers + 2)``, mean 1 over ``train_idx``."""
+    ans = ctx.ans
+    hit = (ans.label == targets.argmax(1)[ans.item]).to(targets.dtype)
+    agree = torch.zeros(targets.shape[0], dtype=targets.dtype, device=targets.device).index_add_(0, ans.item, hit)
+    w = (agree + 1.0) / (ans.cnt.to(targets.dtype) + 2.0)
+    return w / w[train_idx].mean().clamp_min(1e-12)
+
+
 def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch.Tensor, epochs: int,
                   stage: str = "student", distill: str | None = None, robust: str | None = None,
                   forget_rate: float = 0.0, prior: torch.Tensor | None = None, select: bool = True,
@@ -679,16 +691,20 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
     params = list(head.parameters()) + (list(peer.parameters()) if coteach else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
 
-    def dloss(lg, t, rows):
+    agree_w = _agreement_weights(ctx, targets, train_idx) if robust == "agreement" else None
+
+    def dloss(lg, t, rows, w=None):
         if distill.startswith("mig"):
             out = L.mig_loss(F.softmax(lg, 1), t, prior, f=distill.split("-", 1)[1],
-                             marginal_teacher=marg_targets if marg_all else None, self_index=rows)
+                             marginal_teacher=marg_targets if marg_all else None, self_index=rows, weight=w)
             return out + L.gce_loss(lg, t, q=cfg.gce_q) if robust == "gce" else out
         if robust == "gce":
             return L.gce_loss(lg, t, q=cfg.gce_q)
         if distill == "kl":
-            return L.kl_distillation(lg, t, temperature=cfg.temperature)
-        return L.soft_cross_entropy(lg, t)
+            per = L.kl_distillation(lg, t, temperature=cfg.temperature, reduction="none")
+        else:
+            per = L.soft_cross_entropy(lg, t, reduction="none")
+        return per.mean() if w is None else (w * per).sum() / w.sum().clamp_min(1e-12)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs)) \
         if cfg.student_schedule == "cosine" else None
     mix = float(cfg.student_mixup)
@@ -756,7 +772,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
                     pb = F.softmax(head(xb + noise * torch.randn(xb.shape, generator=ctx.gen, device=xb.device)).float(), 1)
                 loss = loss + cfg.consistency_weight * ((pa - pb) ** 2).sum(1).mean()
             else:
-                loss = dloss(logits, t, rows)
+                loss = dloss(logits, t, rows, agree_w[idx] if agree_w is not None else None)
             if elr is not None:
                 pb = F.softmax(logits, 1)
                 elr[idx] = L.elr_update(elr[idx], pb, cfg.elr_beta)

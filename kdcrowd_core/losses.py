@@ -73,7 +73,7 @@ def mig_matrix(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: 
 
 def mig_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: torch.Tensor,
              f: str = "kl", eps: float = EPS, marginal_teacher: torch.Tensor | None = None,
-             self_index: torch.Tensor | None = None) -> torch.Tensor:
+             self_index: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
     """MIG^f loss (to minimise) between student ``s`` (B, K) and teacher ``q`` (B, K).
 
     ``prior`` (K,) is the class prior ``p`` (mean of ``q`` over the training items).
@@ -92,6 +92,9 @@ def mig_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: to
     training items), a lower-variance estimate of the marginal term than the batch's
     ``B (B - 1)`` pairs; ``self_index`` (B,) gives each batch item's row in it (that pair is
     joint, so it is left out).  The joint term is unchanged.
+
+    ``weight`` (B,), optional: per-item weights of the joint term (its mean becomes
+    ``sum_i w_i term_i / sum_i w_i``); the marginal term is unweighted.
     """
     B = student_probs.shape[0]
     if marginal_teacher is None and B < 2:
@@ -108,14 +111,19 @@ def mig_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: to
         if self_index is not None:
             off_mask[torch.arange(B, device=Kmat.device), self_index] = False
     n_off = max(int(off_mask.sum()), 1)
+    if weight is None:
+        wmean = lambda v: v.mean()   # noqa: E731
+    else:
+        w = weight.to(diag.dtype)
+        wmean = lambda v: (w * v).sum() / w.sum().clamp_min(eps)   # noqa: E731
     if f == "kl":
-        joint = torch.log(diag.clamp_min(eps)).mean()
+        joint = wmean(torch.log(diag.clamp_min(eps)))
         marg = Kmat.masked_fill(~off_mask, 0.0).sum() / n_off
     elif f == "pearson":
-        joint = (2.0 * (diag - 1.0)).mean()
+        joint = wmean(2.0 * (diag - 1.0))
         marg = (Kmat.pow(2) - 1.0).masked_fill(~off_mask, 0.0).sum() / n_off
     elif f == "hellinger":
-        joint = (1.0 - diag.clamp_min(eps).rsqrt()).mean()
+        joint = wmean(1.0 - diag.clamp_min(eps).rsqrt())
         marg = (Kmat.clamp_min(eps).sqrt() - 1.0).masked_fill(~off_mask, 0.0).sum() / n_off
     else:
         raise ValueError(f"f must be one of {MIG_FUNCTIONS}, got {f!r}")

@@ -332,3 +332,23 @@ def test_consistency_student(sim):
     for bad in ({"consistency_weight": -1.0}, {"consistency_noise": -0.1}):
         with pytest.raises(CrowdDataError):
             KDConfig.from_dict(bad)
+
+
+def test_agreement_weighted_student(sim):
+    """Items whose answers disagree with the target weigh less; the weights have mean 1 and favour agreement."""
+    from kdcrowd_core.kd import _agreement_weights
+    _, data = sim
+    base = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, rounds=1)
+    plain = KDCrowd(tiny(**base, robust="none")).fit(data)
+    tr = KDCrowd(tiny(**base, robust="agreement"))
+    res = tr.fit(data)
+    assert res.robust == "agreement" and np.isfinite(res.probas["student"]).all()
+    assert not np.allclose(res.probas["student"], plain.probas["student"])
+    ctx = tr.ctx_
+    t = torch.as_tensor(res.targets, dtype=torch.float32)
+    w = _agreement_weights(ctx, t, torch.arange(ctx.N)).numpy()
+    assert w.mean() == pytest.approx(1.0, rel=1e-5) and (w > 0).all()
+    agree = np.bincount(data.item, weights=(data.label == res.targets.argmax(1)[data.item]), minlength=data.n_items)
+    n = np.bincount(data.item, minlength=data.n_items)
+    expected = (agree + 1) / (n + 2)
+    np.testing.assert_allclose(w, expected / expected.mean(), rtol=1e-5)

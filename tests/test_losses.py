@@ -161,3 +161,18 @@ def test_elr_update_and_regulariser_by_hand():
     assert torch.allclose(p.grad[0], -new[0] / (1 - 0.554) / 2, rtol=1e-5)
     # probabilities are clamped to [1e-4, 1 - 1e-4]: a one-hot prediction on a one-hot target stays finite
     assert torch.isfinite(L.elr_regulariser(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])))
+
+
+def test_mig_loss_item_weights():
+    s = torch.tensor([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
+    q = torch.tensor([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]])
+    p = q.mean(0)
+    for f in ("kl", "pearson", "hellinger"):
+        plain = L.mig_loss(s, q, p, f=f)
+        assert torch.allclose(L.mig_loss(s, q, p, f=f, weight=torch.ones(3)), plain)
+        assert torch.allclose(L.mig_loss(s, q, p, f=f, weight=torch.full((3,), 5.0)), plain)
+    # weight (1, 0, 0): the joint term is item 0's alone, the marginal term is unchanged
+    K00 = float((s[0] / p * q[0]).sum())
+    marg = float(L.mig_loss(s, q, p, f="kl") + torch.log(((s / p) * q).sum(1)).mean())
+    assert float(L.mig_loss(s, q, p, f="kl", weight=torch.tensor([1.0, 0.0, 0.0]))) == pytest.approx(
+        -math.log(K00) + marg, rel=1e-5)
