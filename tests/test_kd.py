@@ -305,45 +305,43 @@ def test_average_last_weight_averaging(sim):
             KDConfig.from_dict(bad)
 
 
+_ROBUST_BASE = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, rounds=1)
+
+
+def _robust_student(data, robust, bad_settings=(), **kw):
+    """Train with ``robust``; check it is finite and differs from the plain student; reject ``bad_settings``."""
+    plain = KDCrowd(tiny(**_ROBUST_BASE, robust="none")).fit(data)
+    tr = KDCrowd(tiny(**_ROBUST_BASE, robust=robust, **kw))
+    res = tr.fit(data)
+    assert res.robust == robust and np.isfinite(res.probas["student"]).all()
+    assert not np.allclose(res.probas["student"], plain.probas["student"])
+    for bad in bad_settings:
+        with pytest.raises(CrowdDataError):
+            KDConfig.from_dict(bad)
+    return tr, res, plain
+
+
 def test_elr_student(sim):
     """ELR adds its regulariser to the distillation loss; with elr_lambda = 0 it is exactly the plain student."""
     _, data = sim
-    base = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, rounds=1)
-    plain = KDCrowd(tiny(**base, robust="none")).fit(data)
-    elr = KDCrowd(tiny(**base, robust="elr")).fit(data)
-    off = KDCrowd(tiny(**base, robust="elr", elr_lambda=0.0)).fit(data)
-    assert elr.robust == "elr" and np.isfinite(elr.probas["student"]).all()
-    assert not np.allclose(elr.probas["student"], plain.probas["student"])
+    _, _, plain = _robust_student(data, "elr", ({"elr_beta": 1.0}, {"elr_beta": -0.1}, {"elr_lambda": -1.0}))
+    off = KDCrowd(tiny(**_ROBUST_BASE, robust="elr", elr_lambda=0.0)).fit(data)
     np.testing.assert_allclose(off.probas["student"], plain.probas["student"], rtol=1e-5, atol=1e-6)
-    for bad in ({"elr_beta": 1.0}, {"elr_beta": -0.1}, {"elr_lambda": -1.0}):
-        with pytest.raises(CrowdDataError):
-            KDConfig.from_dict(bad)
 
 
 def test_consistency_student(sim):
-    """Low-confidence targets are unlabeled (consistency loss only); forget_rate 0 and weight 0 = plain student."""
+    """The least confident targets are unlabeled (consistency loss only); the forget rate is reported."""
     _, data = sim
-    base = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, rounds=1)
-    plain = KDCrowd(tiny(**base, robust="none")).fit(data)
-    cons = KDCrowd(tiny(**base, robust="consistency", forget_rate=0.3)).fit(data)
-    assert cons.robust == "consistency" and cons.forget_rate == pytest.approx(0.3)
-    assert np.isfinite(cons.probas["student"]).all()
-    assert not np.allclose(cons.probas["student"], plain.probas["student"])
-    for bad in ({"consistency_weight": -1.0}, {"consistency_noise": -0.1}):
-        with pytest.raises(CrowdDataError):
-            KDConfig.from_dict(bad)
+    _, cons, _ = _robust_student(data, "consistency", ({"consistency_weight": -1.0}, {"consistency_noise": -0.1}),
+                                 forget_rate=0.3)
+    assert cons.forget_rate == pytest.approx(0.3)
 
 
 def test_agreement_weighted_student(sim):
     """Items whose answers disagree with the target weigh less; the weights have mean 1 and favour agreement."""
     from kdcrowd_core.kd import _agreement_weights
     _, data = sim
-    base = dict(epochs_teacher=2, epochs_student=3, epochs_stage2=1, rounds=1)
-    plain = KDCrowd(tiny(**base, robust="none")).fit(data)
-    tr = KDCrowd(tiny(**base, robust="agreement"))
-    res = tr.fit(data)
-    assert res.robust == "agreement" and np.isfinite(res.probas["student"]).all()
-    assert not np.allclose(res.probas["student"], plain.probas["student"])
+    tr, res, _ = _robust_student(data, "agreement")
     ctx = tr.ctx_
     t = torch.as_tensor(res.targets, dtype=torch.float32)
     w = _agreement_weights(ctx, t, torch.arange(ctx.N)).numpy()
