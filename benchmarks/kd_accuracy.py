@@ -105,11 +105,8 @@ def load_music(d: Path, seed: int, n_valid: int = 100, holdout: bool = False, n_
         Xc, yc = data.features[c], truth[c]
         v = np.concatenate([v, c])
     if holdout or n_check:   # the validation songs leave training entirely (every method trains on the other 600 songs)
-        keep_ids = data.item_ids[np.setdiff1d(np.arange(data.n_items), v)]
-        m = m[m["Input.song"].isin(keep_ids)]
-        data = CrowdData.from_frame(m, item="Input.song", worker="WorkerID", label="Answer.pred_label",
-                                    classes=GENRES).with_features(g[feats].to_numpy(np.float32), g.index)
-        truth = pd.Index(GENRES).get_indexer(g.loc[data.item_ids, "class"])
+        truth = np.delete(truth, v)
+        data = data.without_items(data.item_ids[v])
     return Bench("Music", data, truth, Xv, yv, te[feats].to_numpy(np.float32),
                  pd.Index(GENRES).get_indexer(te["class"]), Xc, yc)
 

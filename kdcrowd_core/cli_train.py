@@ -73,9 +73,8 @@ def _split(features: str, gold: str | None, classes: pd.Index, what: str):
 def cmd_train(args) -> int:
     from tqdm.auto import tqdm
 
-    from .data import _coerce_like
-
     from .cli import _load, matrices_json
+    from .data import _coerce_like
     from .io.writers import write_json, write_table
     from .kd import KDConfig, KDCrowd
     from .metrics import worker_stats

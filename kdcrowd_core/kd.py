@@ -213,9 +213,9 @@ class KDConfig:
     forget_ramp_epochs: int = 10
     gce_q: float = 0.7
     elr_beta: float = 0.7
+    elr_lambda: float = 3.0
     consistency_weight: float = 1.0
     consistency_noise: float = 0.3
-    elr_lambda: float = 3.0
     mig_marginal: str = "batch"
     mig_temperature: float = 1.0
     student_ensemble: int = 1
@@ -714,8 +714,8 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
     confident = None
     if robust == "consistency":   # the forget_rate share of least confident targets counts as unlabeled
         conf = targets.max(1).values
-        tau = torch.quantile(conf[train_idx].float(), min(max(forget_rate, 0.0), 1.0)) if forget_rate > 0 else None
-        confident = conf >= tau if tau is not None else torch.ones_like(conf, dtype=torch.bool)
+        confident = conf >= torch.quantile(conf[train_idx].float(), min(forget_rate, 1.0)) if forget_rate > 0 \
+            else torch.ones_like(conf, dtype=torch.bool)
     for ep in range(1, epochs + 1):
         head.train()
         keep = 1.0 - (L.forget_schedule(ep, forget_rate, cfg.forget_ramp_epochs)
@@ -752,31 +752,27 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
                 sub = lambda r, m: None if r is None else r[m]
                 loss = dloss(logits[m_peer], t[m_peer], sub(rows, m_peer)) + \
                     dloss(logits_p[m_self], t[m_self], sub(rows, m_self))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                tot += float(loss.detach())
-                nb += 1
-                continue
-            if robust == "small-loss" and keep < 1.0:
-                m = L.small_loss_mask(hard_ce(logits), keep)
-                logits, t = logits[m], t[m]
-                rows = rows[m] if rows is not None else None
-            if confident is not None:
-                m = confident[idx]
-                loss = dloss(logits[m], t[m], rows[m] if rows is not None else None) if int(m.sum()) >= 2 \
-                    else logits.sum() * 0.0
-                noise = cfg.consistency_noise * getattr(getattr(head, "standardizer", None), "std", 1.0)
-                with ctx.autocast():
-                    pa = F.softmax(head(xb + noise * torch.randn(xb.shape, generator=ctx.gen, device=xb.device)).float(), 1)
-                    pb = F.softmax(head(xb + noise * torch.randn(xb.shape, generator=ctx.gen, device=xb.device)).float(), 1)
-                loss = loss + cfg.consistency_weight * ((pa - pb) ** 2).sum(1).mean()
             else:
-                loss = dloss(logits, t, rows, agree_w[idx] if agree_w is not None else None)
-            if elr is not None:
-                pb = F.softmax(logits, 1)
-                elr[idx] = L.elr_update(elr[idx], pb, cfg.elr_beta)
-                loss = loss + cfg.elr_lambda * L.elr_regulariser(pb, elr[idx])
+                if robust == "small-loss" and keep < 1.0:
+                    m = L.small_loss_mask(hard_ce(logits), keep)
+                    logits, t = logits[m], t[m]
+                    rows = rows[m] if rows is not None else None
+                if confident is not None:   # unlabeled items: consistency between two noised copies only
+                    m = confident[idx]
+                    loss = dloss(logits[m], t[m], rows[m] if rows is not None else None) if int(m.sum()) >= 2 \
+                        else logits.sum() * 0.0
+                    noise = cfg.consistency_noise * head.standardizer.std
+                    with ctx.autocast():
+                        pa, pb = (F.softmax(head(xb + noise * torch.randn(xb.shape, generator=ctx.gen,
+                                                                            device=xb.device)).float(), 1)
+                                  for _ in range(2))
+                    loss = loss + cfg.consistency_weight * ((pa - pb) ** 2).sum(1).mean()
+                else:
+                    loss = dloss(logits, t, rows, agree_w[idx] if agree_w is not None else None)
+                if elr is not None:
+                    p = F.softmax(logits, 1)
+                    elr[idx] = L.elr_update(elr[idx], p, cfg.elr_beta)
+                    loss = loss + cfg.elr_lambda * L.elr_regulariser(p, elr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
