@@ -23,7 +23,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kdcrowd_core import CrowdData  # noqa: E402
 from kdcrowd_core.inference import DEFAULT_METHOD, get_method  # noqa: E402
 from kdcrowd_core.simulate import simulate_crowd  # noqa: E402
 

@@ -47,8 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kdcrowd_core.data import CrowdData  # noqa: E402
-from kdcrowd_core.kd import AUTO_ROBUST_CANDIDATES, KDConfig, KDCrowd, _accuracy, _make_head, _to_t, crowd_posterior, \
-    effective_worker_matrices, train_student  # noqa: E402
+from kdcrowd_core.kd import AUTO_ROBUST_CANDIDATES, KDConfig, KDCrowd, _accuracy, _make_head, _to_t, effective_worker_matrices, train_student  # noqa: E402
 
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 
@@ -195,9 +194,9 @@ def run_seed(b: Bench, seed: int, base: KDConfig, teachers: list[str], distills:
                 out[f"valid/{teacher}/stage2-round{rnd - 1}"] = out[f"valid/{teacher}/stage2"]
                 if b.Xc is not None:
                     out[f"check/{teacher}/stage2-round{rnd - 1}"] = out[f"check/{teacher}/stage2"]
-                prev_stage2 = st2
+                prev_stage2 = st2  # noqa: F821 (bound in round 1)
                 t = time.perf_counter()
-                targets = tr.run_round_targets(st2, default_student[1])
+                targets = tr.run_round_targets(st2, default_student[1])  # noqa: F821
                 t_rounds += time.perf_counter() - t
             default_student = None
             students = {}
@@ -277,7 +276,7 @@ def report(results: dict[str, list[dict]], base: KDConfig, teachers, distills, r
          "items; worker-matrix error = mean over workers with >= 20 answers of the mean L1 row distance to the "
          "empirical confusion from the train truth.", ""]
     for ds, rows in results.items():
-        col = lambda k: [r.get(k) for r in rows]
+        col = lambda k, rows=rows: [r.get(k) for r in rows]
         L += [f"### {ds}", "", "| method | test accuracy | train-label accuracy | valid accuracy (selection data) |", "|---|---|---|---|"]
         L.append(f"| classifier on gold labels (upper bound) | {fmt(col('test/clf-gold'))} | – | {fmt(col('valid/clf-gold'))} |")
         L.append(f"| classifier on MV labels | {fmt(col('test/clf-mv'))} | {fmt(col('train/mv'))} | {fmt(col('valid/clf-mv'))} |")
@@ -306,7 +305,7 @@ def report(results: dict[str, list[dict]], base: KDConfig, teachers, distills, r
         L += ["", "| pipeline wall time (s), prepare + teacher + default student + stage 2 | " +
               " | ".join(teachers) + " |", "|---" * (1 + len(teachers)) + "|",
               "| median | " + " | ".join(f"{np.median(col(f'time/{t}/pipeline')):.1f}" for t in teachers) + " |",
-              f"| forget rate (auto) | " + " | ".join(fmt(col(f'forget/{t}')) for t in teachers) + " |", ""]
+              "| forget rate (auto) | " + " | ".join(fmt(col(f'forget/{t}')) for t in teachers) + " |", ""]
     L.append(f"Total benchmark wall time: {wall:.0f} s on {torch.get_num_threads()} thread(s).")
     return "\n".join(L) + "\n"
 

@@ -13,7 +13,7 @@ unit-tested without a browser.  Conventions used everywhere:
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

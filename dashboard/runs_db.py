@@ -20,7 +20,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 #: Run statuses. "interrupted" = the app stopped while the run was going.
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")

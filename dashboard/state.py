@@ -17,7 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import io as _io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, MutableMapping
+from typing import Any
+from collections.abc import MutableMapping
 
 import numpy as np
 import pandas as pd

@@ -1,7 +1,6 @@
 """``kdcrowd train``: the KD-Crowd pipeline from files to a run folder."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

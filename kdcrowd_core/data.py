@@ -10,7 +10,8 @@ travel with it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -194,7 +195,7 @@ class CrowdData:
     @classmethod
     def from_arrays(cls, item, worker, label, *, n_items=None, n_workers=None, n_classes=None,
                     item_ids=None, worker_ids=None, classes=None, gold=None, features=None,
-                    feature_names=None, validate: bool = True) -> "CrowdData":
+                    feature_names=None, validate: bool = True) -> CrowdData:
         """Build from integer codes (no copies of the user's ids needed).
 
         Missing id maps default to ``0..n-1``.
@@ -228,7 +229,7 @@ class CrowdData:
     def from_frame(cls, df: pd.DataFrame, *, item: str = "task", worker: str = "worker",
                    label: str = "label", classes: Sequence | None = None,
                    report: ReadReport | None = None, line_offset: int = 2,
-                   min_classes: int = 2) -> "CrowdData":
+                   min_classes: int = 2) -> CrowdData:
         """Build from a long table with one row per answer.
 
         Rows with no label are dropped (counted in the report); duplicate
@@ -296,7 +297,7 @@ class CrowdData:
         return data
 
     # ---------------------------------------------------------------- checks
-    def validate(self, min_classes: int = 2) -> "CrowdData":
+    def validate(self, min_classes: int = 2) -> CrowdData:
         src = self.report[0].source if self.report else None
         src = None if (src is None or src.startswith("<")) else src
         if self.n_answers == 0:
@@ -321,7 +322,7 @@ class CrowdData:
         return self
 
     # ------------------------------------------------------------- attaching
-    def with_gold(self, gold: pd.Series, *, source: str | None = None, allow_unknown_items: bool = False) -> "CrowdData":
+    def with_gold(self, gold: pd.Series, *, source: str | None = None, allow_unknown_items: bool = False) -> CrowdData:
         """Attach gold labels: a Series item id -> label name, for any subset of items.
 
         Gold for items that have no answers is an error (or, with
@@ -353,7 +354,7 @@ class CrowdData:
         return out
 
     def with_features(self, features: np.ndarray, ids: Sequence | pd.Index, *,
-                      feature_names: list[str] | None = None, source: str | None = None) -> "CrowdData":
+                      feature_names: list[str] | None = None, source: str | None = None) -> CrowdData:
         """Attach features given as rows ``features[k]`` for item ``ids[k]``.
 
         Every answered item needs a row; extra rows (e.g. unlabeled items) are
@@ -384,7 +385,7 @@ class CrowdData:
                                  path=source, hint="fill or drop the missing feature values.")
         return replace(self, features=Xs, feature_names=feature_names, report=list(self.report))
 
-    def without_items(self, ids: Sequence | pd.Index, *, drop_empty_workers: bool = True) -> "CrowdData":
+    def without_items(self, ids: Sequence | pd.Index, *, drop_empty_workers: bool = True) -> CrowdData:
         """A copy without the given items and their answers (ids not present are ignored).
 
         Workers left without any answer are dropped too (``drop_empty_workers=False`` keeps every
@@ -455,7 +456,7 @@ def _coerce_like(values: pd.Index, target: pd.Index) -> pd.Index:
     return values
 
 
-def as_crowd_data(data: "CrowdData | pd.DataFrame") -> CrowdData:
+def as_crowd_data(data: CrowdData | pd.DataFrame) -> CrowdData:
     """Accept a CrowdData or a Crowd-Kit style DataFrame (task, worker, label)."""
     if isinstance(data, CrowdData):
         return data

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -250,7 +250,7 @@ class KDConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "KDConfig":
+    def from_dict(cls, d: dict[str, Any] | None) -> KDConfig:
         d = dict(d or {})
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
@@ -258,7 +258,7 @@ class KDConfig:
             raise CrowdDataError(f"unknown KD-Crowd settings {unknown}.", hint=f"valid settings: {sorted(names)}.")
         return cls(**d).validate()
 
-    def validate(self) -> "KDConfig":
+    def validate(self) -> KDConfig:
         """Check every choice; raise CrowdDataError naming the bad setting."""
         def bad(name, msg):
             raise CrowdDataError(f"setting {name}={getattr(self, name)!r}: {msg}")
@@ -336,7 +336,7 @@ class _Answers:
     cnt: torch.Tensor
 
     @classmethod
-    def from_data(cls, data: CrowdData, dev: torch.device) -> "_Answers":
+    def from_data(cls, data: CrowdData, dev: torch.device) -> _Answers:
         order = np.argsort(data.item, kind="stable")
         item = data.item[order]
         cnt = np.bincount(item, minlength=data.n_items)
@@ -740,10 +740,10 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
                 logits = head(xb).float()
             rows = row_of[idx] if marg_all else None
 
-            def hard_ce(lg):
-                ce = F.cross_entropy(lg, hard[idx], reduction="none")
+            def hard_ce(lg):  # called within this iteration only
+                ce = F.cross_entropy(lg, hard[idx], reduction="none")  # noqa: B023
                 if beta is not None:
-                    ce = lm * ce + (1.0 - lm) * F.cross_entropy(lg, hard[idx][j], reduction="none")
+                    ce = lm * ce + (1.0 - lm) * F.cross_entropy(lg, hard[idx][j], reduction="none")  # noqa: B023
                 return ce
             if coteach:   # each head learns from the items its peer finds clean
                 with ctx.autocast():
@@ -881,7 +881,7 @@ class KDResult:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> "KDResult":
+    def load(cls, directory: str | Path) -> KDResult:
         d = Path(directory)
         if not (d / "result.json").is_file():
             raise CrowdDataError(f"no KD-Crowd result in {d} (result.json missing).",
@@ -986,7 +986,7 @@ class KDCrowd:
         """
         cfg = self.config.validate()
         self._check_data(data)
-        N, K, R, d = data.n_items, data.n_classes, data.n_workers, data.features.shape[1]
+        K, d = data.n_classes, data.features.shape[1]
         Xv, yv = self._split("valid", valid, d, K, need_y=True)
         Xt, yt = self._split("test", test, d, K, need_y=False)
         test_ids = None
@@ -1019,7 +1019,7 @@ class KDCrowd:
         return self._collect(student, s_probs, stage2, stage2_q, Xt, yt, test_ids)
 
     # ------------------------------------------------------- stages, reusable
-    def prepare(self, data: CrowdData, dev: torch.device, Xv=None, yv=None, run: _Run | None = None) -> "_Ctx":
+    def prepare(self, data: CrowdData, dev: torch.device, Xv=None, yv=None, run: _Run | None = None) -> _Ctx:
         """Stage 0: majority vote, Dawid-Skene, tensors on the device (sets ``mv_``, ``ds_``, ``ctx_``)."""
         from .inference import DawidSkene, MajorityVote
         cfg = self.config
@@ -1258,7 +1258,7 @@ class KDCrowd:
         return self.result_.save(directory)
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> "KDCrowd":
+    def load(cls, directory: str | Path, device: str = "cpu") -> KDCrowd:
         """Restore a trainer able to predict (weights loaded with ``weights_only=True``)."""
         res = KDResult.load(directory)
         tr = cls(res.config)

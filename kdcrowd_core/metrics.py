@@ -19,7 +19,7 @@ Conventions
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -233,7 +233,6 @@ def spammer_score(T) -> np.ndarray:
     by their number minus one; NaN with fewer than 2 known rows.
     """
     T = _check_matrices(T, "worker matrices")
-    K = T.shape[1]
     ok = np.isfinite(T).all(axis=2)  # (R, K) known rows
     n_ok = ok.sum(axis=1)
     Tz = np.where(ok[:, :, None], T, 0.0)

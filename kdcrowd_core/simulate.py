@@ -37,7 +37,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -325,7 +326,7 @@ def _difficulty_and_distractor(rng: np.random.Generator, X: np.ndarray, means: n
 
     Works in chunks of rows so that no more than ``chunk x K`` floats are alive.
     """
-    N, K = X.shape[0], means.shape[0]
+    N = X.shape[0]
     difficulty = np.empty(N)
     distractor = np.empty(N, dtype=np.int64)
     half_sq = 0.5 * np.einsum("kd,kd->k", means, means)

@@ -15,7 +15,8 @@ in Crowd-Kit's layout: index (worker, label), one column per true class).
 """
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import ClassVar
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -88,7 +89,7 @@ class BaseInference:
         return expected_confusion(data, q, alpha=1.0)
 
     # ------------------------------------------------------------ public API
-    def fit(self, data: CrowdData | pd.DataFrame) -> "BaseInference":
+    def fit(self, data: CrowdData | pd.DataFrame) -> BaseInference:
         data = as_crowd_data(data)
         q = np.asarray(self._fit(data), dtype=np.float64)
         if q.shape != (data.n_items, data.n_classes):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -102,7 +102,7 @@ class DawidSkene(BaseInference):
             raise CrowdDataError("n_iter must be at least 1.")
         import time
         t_start = time.perf_counter()
-        N, R, K = data.n_items, data.n_workers, data.n_classes
+        R, K = data.n_workers, data.n_classes
         op = AnswerOperator(data, dev, dt)
         gold_idx = gold_val = None
         if self.use_gold and data.has_gold:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -10,7 +10,6 @@ import torch
 
 from ..data import CrowdData
 from ..device import resolve_device
-from ..errors import CrowdDataError
 from ._sparse import soft_majority
 from .base import BaseInference, register
 
@@ -62,7 +61,6 @@ def _gold_tensors(data: CrowdData, use_gold: bool, device):
 
 
 def _coin_matrices(acc: np.ndarray, K: int) -> np.ndarray:
-    R = len(acc)
     T = np.repeat(((1 - acc) / (K - 1))[:, None, None], K, axis=1).repeat(K, axis=2)
     T[:, np.arange(K), np.arange(K)] = acc[:, None]
     return T

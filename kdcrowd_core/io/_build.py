@@ -9,7 +9,8 @@ reported with their real file line numbers.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd

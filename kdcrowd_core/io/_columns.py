@@ -9,7 +9,8 @@ guesses between them.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from ..errors import CrowdDataError
 

@@ -19,7 +19,8 @@ import io
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -142,7 +143,7 @@ def detect_header(rows: list[list[str]], *, names_only: bool = False) -> bool:
     if names_known(first):
         return True
     numeric = [is_numberish(f) for f in first]
-    for j, f in enumerate(first):
+    for j, _f in enumerate(first):
         if numeric[j]:
             continue
         col = [r[j] for r in rest if j < len(r) and r[j].strip()]

@@ -5,7 +5,8 @@ See docs/formats.md for every layout, the column-name rules and the report.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -435,7 +436,6 @@ def _read_mturk(table: Table, rep: ReadReport, *, item, worker, label, classes) 
     status = _one(cols, "assignmentstatus")
     it_name = " + ".join(map(str, it)) if isinstance(it, list) else str(it)
     rep.columns = {"item": it_name, "worker": str(wk), "label": str(lb)}
-    used = [wk, lb, status, *(it if isinstance(it, list) else [it])]
     truth = [c for c in _prefixed(cols, MTURK_INPUT) + _prefixed(cols, MTURK_ANSWER) if is_truth_name(c) and c != lb]
     for t in truth:
         rep.notes.append(f"column {t!r} looks like true labels: it is NOT used as an answer; evaluate against it "

@@ -94,7 +94,6 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
 
 def _from_table(table: Table, rep: ReadReport, *, item, label) -> pd.Series:
     df = table.df
-    cols = list(df.columns)
     rep.rows_read = int(len(df))
     if len(df) == 0 or table.blank.all():
         raise CrowdDataError("the gold file has no data rows.", path=table.path,

@@ -35,7 +35,7 @@ its (effective) worker matrices ``[r, true j, answer c]``.
 """
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ def available_crowd_models() -> list[str]:
 
 
 def build_crowd_model(name: str, classifier: Head, n_workers: int, n_classes: int,
-                      init_matrices: np.ndarray | None = None, **kw) -> "CrowdModel":
+                      init_matrices: np.ndarray | None = None, **kw) -> CrowdModel:
     """Instantiate a registered crowd model around ``classifier``.
 
     ``init_matrices`` (R, K, K) — e.g. Dawid-Skene's — initialise the models that use

@@ -14,7 +14,7 @@ Training-time noise for "noised student" training (no effect in ``eval()``):
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ def available_classifiers() -> list[str]:
     return list(_CLASSIFIERS)
 
 
-def build_classifier(name: str, n_features: int, n_classes: int, **kw) -> "Head":
+def build_classifier(name: str, n_features: int, n_classes: int, **kw) -> Head:
     """Instantiate a registered head (``"linear"`` or ``"mlp"``)."""
     key = str(name).strip().lower()
     if key not in _CLASSIFIERS:
@@ -54,7 +54,7 @@ class Standardizer(nn.Module):
         self.register_buffer("std", torch.ones(n_features))
 
     @torch.no_grad()
-    def fit(self, X: torch.Tensor | np.ndarray) -> "Standardizer":
+    def fit(self, X: torch.Tensor | np.ndarray) -> Standardizer:
         X = torch.as_tensor(X, dtype=torch.float32, device=self.mean.device)
         m = X.mean(dim=0)
         s = X.std(dim=0, unbiased=False)
@@ -79,7 +79,7 @@ class Head(nn.Module):
         self.feature_noise = float(feature_noise)
         self.body = body
 
-    def fit_standardizer(self, X) -> "Head":
+    def fit_standardizer(self, X) -> Head:
         self.standardizer.fit(X)
         return self
 
@@ -140,7 +140,7 @@ class EnsembleHead(nn.Module):
         self.members = nn.ModuleList(members)
         self.n_features, self.n_classes = int(members[0].n_features), int(members[0].n_classes)
 
-    def fit_standardizer(self, X) -> "EnsembleHead":
+    def fit_standardizer(self, X) -> EnsembleHead:
         for m in self.members:
             m.fit_standardizer(X)
         return self

@@ -77,7 +77,7 @@ def wait_idle(page, timeout: float = 60.0) -> None:
             if page.locator('[data-testid="stStatusWidget"]').count() == 0:
                 return
         page.wait_for_timeout(200)
-    raise AssertionError("the app kept running for more than %.0f s" % timeout)
+    raise AssertionError(f"the app kept running for more than {timeout:.0f} s")
 
 
 def goto_page(page, title: str) -> None:

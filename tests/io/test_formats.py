@@ -84,12 +84,12 @@ def test_mturk_music_layout_cr_line_endings():
 
 
 def test_mturk_batch_with_hit_ids_rejections_and_several_inputs():
-    raw = ("HITId,HITTypeId,AssignmentId,WorkerId,AssignmentStatus,Input.image_url,Input.caption,Answer.category\n"
-           "H1,T,A1,W1,Approved,http://x/1.jpg,a dog,dog\n"
-           "H1,T,A2,W2,Rejected,http://x/1.jpg,a dog,cat\n"
-           "H1,T,A3,W3,Submitted,http://x/1.jpg,a dog,dog\n"
-           "H2,T,A4,W1,Approved,http://x/2.jpg,a cat,cat\n"
-           "H3,T,A5,W2,Approved,http://x/1.jpg,a dog,cat\n").encode()
+    raw = (b"HITId,HITTypeId,AssignmentId,WorkerId,AssignmentStatus,Input.image_url,Input.caption,Answer.category\n"
+           b"H1,T,A1,W1,Approved,http://x/1.jpg,a dog,dog\n"
+           b"H1,T,A2,W2,Rejected,http://x/1.jpg,a dog,cat\n"
+           b"H1,T,A3,W3,Submitted,http://x/1.jpg,a dog,dog\n"
+           b"H2,T,A4,W1,Approved,http://x/2.jpg,a cat,cat\n"
+           b"H3,T,A5,W2,Approved,http://x/1.jpg,a dog,cat\n")
     d = read_answers(raw, name="Batch_123_batch_results.csv")
     rep = d.report[0]
     # the id-like input column identifies the item (H3 re-posted image 1)
@@ -104,14 +104,14 @@ def test_mturk_batch_with_hit_ids_rejections_and_several_inputs():
 
 
 def test_mturk_without_id_like_input_falls_back_to_hitid():
-    raw = ("HITId,WorkerId,Input.text,Input.context,Answer.sentiment\n"
-           "H1,W1,good,x,pos\nH1,W2,good,x,neg\nH2,W1,bad,y,neg\n").encode()
+    raw = (b"HITId,WorkerId,Input.text,Input.context,Answer.sentiment\n"
+           b"H1,W1,good,x,pos\nH1,W2,good,x,neg\nH2,W1,bad,y,neg\n")
     d = read_answers(raw, name="b.csv")
     assert d.report[0].columns["item"] == "HITId"
 
 
 def test_mturk_several_answer_columns_is_ambiguous():
-    raw = "HITId,WorkerId,Answer.q1,Answer.q2\nH1,W1,a,b\nH1,W2,b,c\n".encode()
+    raw = b"HITId,WorkerId,Answer.q1,Answer.q2\nH1,W1,a,b\nH1,W2,b,c\n"
     with pytest.raises(CrowdDataError, match="Answer.q1") as e:
         read_answers(raw, name="b.csv")
     assert "label=" in str(e.value)
@@ -143,8 +143,8 @@ def test_toloka_tsv_with_golden_and_rejected():
 
 
 def test_toloka_several_inputs_are_combined():
-    raw = ("INPUT:left\tINPUT:right\tOUTPUT:result\tASSIGNMENT:worker_id\n"
-           "a\tb\tL\tw1\na\tb\tR\tw2\na\tc\tL\tw1\n").encode()
+    raw = (b"INPUT:left\tINPUT:right\tOUTPUT:result\tASSIGNMENT:worker_id\n"
+           b"a\tb\tL\tw1\na\tb\tR\tw2\na\tc\tL\tw1\n")
     d = read_answers(raw, name="t.tsv")
     assert set(d.item_ids) == {"a | b", "a | c"}
     assert "combination" in " ".join(d.report[0].notes)

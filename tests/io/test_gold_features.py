@@ -44,11 +44,11 @@ def test_gold_explicit_columns_and_report():
 
 
 def test_gold_from_mturk_truth_column_and_toloka_golden():
-    mt = ("WorkerID,Input.song,Input.true_label,Answer.pred_label\r"
-          "A1,s1.mp3,rock,pop\rA2,s1.mp3,rock,rock\rA1,s2.mp3,jazz,jazz\r").encode()
+    mt = (b"WorkerID,Input.song,Input.true_label,Answer.pred_label\r"
+          b"A1,s1.mp3,rock,pop\rA2,s1.mp3,rock,rock\rA1,s2.mp3,jazz,jazz\r")
     assert read_gold(mt, name="m.csv").to_dict() == {"s1.mp3": "rock", "s2.mp3": "jazz"}
-    tol = ("INPUT:image\tOUTPUT:result\tGOLDEN:result\tASSIGNMENT:worker_id\n"
-           "a.png\tcat\tcat\tw1\nb.png\tdog\t\tw1\n").encode()
+    tol = (b"INPUT:image\tOUTPUT:result\tGOLDEN:result\tASSIGNMENT:worker_id\n"
+           b"a.png\tcat\tcat\tw1\nb.png\tdog\t\tw1\n")
     assert read_gold(tol, name="t.tsv").to_dict() == {"a.png": "cat"}
 
 
@@ -68,7 +68,7 @@ def test_gold_ambiguous_columns():
 
 # ----------------------------------------------------------------- features
 def test_features_csv_like_music_gold():
-    raw = "id,feature0,feature1,class\nblues.1.mp3,0.5,-1e-3,blues\nrock.2.mp3,1.5,2,rock\n".encode()
+    raw = b"id,feature0,feature1,class\nblues.1.mp3,0.5,-1e-3,blues\nrock.2.mp3,1.5,2,rock\n"
     X, ids, names = read_features(raw, name="music_genre_gold.csv")
     assert X.dtype == np.float32 and X.shape == (2, 2)
     np.testing.assert_allclose(X, [[0.5, -1e-3], [1.5, 2]], rtol=1e-6)

@@ -136,16 +136,16 @@ def test_truth_column_is_not_taken_as_label():
 
 
 def test_missing_labels_blank_lines_and_duplicates_are_reported():
-    raw = ("item,worker,label\n"
-           "1,a,cat\n"        # line 2: replaced by line 7
-           "1,b,dog\n"
-           "\n"               # line 4: blank
-           "2,a,\n"           # line 5: no label
-           "2,,cat\n"         # line 6: no worker
-           "1,a,dog\n"        # line 7
-           ",c,cat\n"         # line 8: no item
-           "3,a,  \n"         # line 9: whitespace-only label
-           "3,b,cat\n").encode()
+    raw = (b"item,worker,label\n"
+           b"1,a,cat\n"        # line 2: replaced by line 7
+           b"1,b,dog\n"
+           b"\n"               # line 4: blank
+           b"2,a,\n"           # line 5: no label
+           b"2,,cat\n"         # line 6: no worker
+           b"1,a,dog\n"        # line 7
+           b",c,cat\n"         # line 8: no item
+           b"3,a,  \n"         # line 9: whitespace-only label
+           b"3,b,cat\n")
     d = read_answers(raw, name="x.csv")
     rep = d.report[0]
     assert rep.rows_read == 9
