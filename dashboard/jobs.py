@@ -128,7 +128,7 @@ class JobManager:
             if sum(j.is_active for j in self._jobs.values()) >= self.max_active:
                 raise RuntimeError("a training run is already going; wait for it or cancel it first.")
             rec = self.store.create(config=config, dataset=dataset, dataset_key=dataset_key)
-            job = Job(run_id=rec.id, run_dir=Path(rec.result_dir))
+            job = Job(run_id=rec.id, run_dir=self.store.run_dir(rec.id))
             self._jobs[rec.id] = job
         t = threading.Thread(target=self._run, args=(job, fn), name=f"kdcrowd-run-{rec.id}", daemon=True)
         job.thread = t

@@ -1,10 +1,13 @@
 """SQLite store of training runs: config, status, events (the log), error, result directory.
 
 The database lives in the dashboard's data directory (:func:`data_home`):
-``$KDCROWD_HOME`` if set, else ``./.kdcrowd`` when it already exists in the
-working directory, else ``~/.kdcrowd``.  Each run also gets a folder
-``<home>/runs/<run_id>/`` where the trainer's result is saved, so a run can be
-reopened after a restart.
+``kdcrowd dashboard --data-dir`` / ``$KDCROWD_HOME`` if set, else ``./.kdcrowd``
+when it already exists in the working directory, else ``~/.kdcrowd``.  Each run
+also gets a folder ``<home>/runs/<run_id>/`` where the trainer's result is
+saved, so a run can be reopened after a restart.  Run ids are checked
+(:func:`kdcrowd_core.paths.check_id`) and run folders confined to the data
+directory before anything is written or deleted: an id read back from the
+database is never trusted as a path.
 
 No streamlit import here: the training thread writes to the store directly.
 Every method opens its own short-lived connection, so the store is safe to use
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
+
+from kdcrowd_core import paths
 
 #: Run statuses. "interrupted" = the app stopped while the run was going.
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
@@ -58,20 +63,11 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 def data_home(setting: str | os.PathLike | None = None) -> Path:
-    """The dashboard's data directory (created if missing).
+    """The dashboard's data directory (created if missing); see :func:`kdcrowd_core.paths.data_home`.
 
     Order: explicit ``setting``, env ``KDCROWD_HOME``, ``./.kdcrowd`` if it exists, ``~/.kdcrowd``.
     """
-    if setting:
-        p = Path(setting).expanduser()
-    elif os.environ.get("KDCROWD_HOME"):
-        p = Path(os.environ["KDCROWD_HOME"]).expanduser()
-    elif Path(".kdcrowd").is_dir():
-        p = Path(".kdcrowd")
-    else:
-        p = Path.home() / ".kdcrowd"
-    p.mkdir(parents=True, exist_ok=True)
-    return p.resolve()
+    return paths.data_home(setting)
 
 
 @dataclass
@@ -152,7 +148,9 @@ class RunStore:
 
     # ----------------------------------------------------------------- runs
     def run_dir(self, run_id: str) -> Path:
-        return self.home / "runs" / run_id
+        """The run's folder ``<home>/runs/<run_id>``; raises UnsafePathError for an invalid id or a path
+        (e.g. a symlink) that leaves the data directory."""
+        return paths.confined(self.home / "runs", paths.check_id("run", run_id))
 
     def create(self, *, config: dict[str, Any], dataset: str = "", dataset_key: str = "") -> RunRecord:
         """Insert a new queued run and create its folder."""
@@ -178,6 +176,9 @@ class RunStore:
         """
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        paths.check_id("run", run_id)
+        if result_dir is not None:
+            result_dir = str(self.run_dir(run_id))   # a run's folder is always derived from its id
         con = self._connect()
         try:
             con.execute("BEGIN IMMEDIATE")
@@ -239,11 +240,21 @@ class RunStore:
             args.append(_json(summary))
         self._exec(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
 
-    def delete(self, run_id: str) -> None:
-        import shutil
+    def delete(self, run_id: str) -> bool:
+        """Remove the run from the database and its folder from disk.
+
+        The folder is removed only when ``run_id`` is a valid id and the folder is inside
+        ``<home>/runs`` (a symlink is unlinked, never followed): an id such as ``../../x`` found in
+        the database deletes the database rows and nothing on disk.  Returns True when a folder was
+        removed."""
         self._exec("DELETE FROM events WHERE run_id = ?", (run_id,))
         self._exec("DELETE FROM runs WHERE id = ?", (run_id,))
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        if not paths.is_valid_id(run_id):
+            return False
+        try:
+            return paths.remove_tree(self.home / "runs", run_id)
+        except (paths.UnsafePathError, OSError):
+            return False
 
     def mark_interrupted(self, active_ids: set[str] = frozenset()) -> int:
         """Runs still 'queued'/'running' in the store but not alive in this process -> 'interrupted'."""

@@ -23,11 +23,11 @@ import pandas as pd
 import streamlit as st
 
 from kdcrowd_core.data import CrowdData
+from kdcrowd_core.paths import UnsafePathError, confined
 
 from .jobs import Job, JobContext, JobManager
 from .runs_db import RunRecord, RunStore, data_home
 
-HOME_KEY = "kdc_home"
 RUN_KEY = "kdc_run"
 SAMPLE_CHECKED_KEY = "kdc_sample_run_checked"
 
@@ -88,7 +88,8 @@ def gpu_name() -> str | None:
 
 # ------------------------------------------------------------- runs & jobs
 def home() -> Path:
-    return data_home(st.session_state.get(HOME_KEY) or None)
+    """The data directory: ``kdcrowd dashboard --data-dir`` / ``$KDCROWD_HOME`` (never set from a page)."""
+    return data_home()
 
 
 @st.cache_resource(show_spinner=False)
@@ -218,10 +219,14 @@ def load_run(run_id: str, current_crowd: CrowdData | None = None, current_key: s
     rec = store().get(run_id)
     if rec is None or rec.status != "done":
         return None
+    try:
+        run_dir = store().run_dir(rec.id)   # derived from the id and confined; the stored result_dir is not trusted
+    except UnsafePathError:
+        return None
     job = manager().get(run_id)
     result = job.result if job is not None and job.result is not None else None
     if result is None:
-        rdir = Path(rec.result_dir or "") / "result"
+        rdir = run_dir / "result"
         if not rdir.exists():
             return None
         result = _load_result(str(rdir), rec.finished)
@@ -229,7 +234,7 @@ def load_run(run_id: str, current_crowd: CrowdData | None = None, current_key: s
             and current_crowd.n_items == len(result.item_ids)):   # fewer items: gold was held out for selection
         crowd = current_crowd
     else:
-        crowd = _load_crowd_cached(str(rec.result_dir), rec.id)
+        crowd = _load_crowd_cached(str(run_dir), rec.id)
         if crowd is None:
             return None
     return LoadedRun(record=rec, result=result, crowd=crowd)
@@ -308,7 +313,7 @@ def import_bundled_run(st_store: RunStore, crowd: CrowdData, dataset_key: str,
         return None
     final = st_store.run_dir(run_id)
     if not (final / "result" / "result.json").is_file():
-        tmp = st_store.home / "runs" / f".{run_id}-{uuid.uuid4().hex[:6]}"
+        tmp = confined(st_store.home / "runs", f".{run_id}-{uuid.uuid4().hex[:6]}")
         try:
             shutil.copytree(Path(bundle) / "result", tmp / "result")
             save_crowd(tmp, crowd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state, training
+from dashboard import charts, state, text, training
 
 STAGE_NAMES = {"mv": "Majority vote", "ds": "Dawid-Skene", "teacher": "Teacher", "student": "Student (stage 1)",
                "stage2": "Stage 2"}
@@ -64,10 +64,10 @@ with st.form("train_settings", border=True):
                  "stage keeps its best epoch on them and robust=auto picks the better student. The other gold "
                  "items still measure accuracy. 0 = no model selection (each stage keeps its last epoch)."
                  + ("" if n_gold >= 2 else " Needs gold labels for at least 2 items."))
-        st.text_input("Data directory (runs are stored here)", key=training.HOME_KEY,
-                      placeholder=str(training.home()),
-                      help="Where the runs database and the results go. Default: $KDCROWD_HOME, ./.kdcrowd or "
-                           "~/.kdcrowd.")
+        st.caption("Runs are stored in the data directory: "
+                   + text.code(training.home())
+                   + ". It is set when the server starts (`kdcrowd dashboard --data-dir DIR` or `$KDCROWD_HOME`), "
+                     "not from this page.")
     problems = []
     if kd is None:
         problems.append("The trainer (kdcrowd_core.kd) is not available in this installation.")
