@@ -1,6 +1,8 @@
 """kdcrowd dashboard — entry point: page navigation and the shared frame only.
 
-Run from the repository root with ``streamlit run dashboard/app.py``.
+Start it with ``kdcrowd dashboard`` (safe settings from any folder: localhost, XSRF on, upload
+limit; see kdcrowd_core/cli_dashboard.py).  ``streamlit run dashboard/app.py`` reads
+``.streamlit/config.toml`` only when run from the repository root.
 """
 from __future__ import annotations
 

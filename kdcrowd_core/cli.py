@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="DIR")
     s.set_defaults(func=cmd_simulate)
 
+    from .cli_dashboard import add_dashboard_parser
+    add_dashboard_parser(sub)
+
     try:
         from .cli_train import add_train_parser
     except ImportError:  # pragma: no cover - trainer not installed
