@@ -39,7 +39,7 @@ BUNDLED_LABEL = "sample run (pre-computed)"
 
 _log = logging.getLogger(__name__)
 
-#: Choices shown on the Train page (the trainer validates them; see kdcrowd_core/kd.py).
+#: Choices shown on the Train page (the trainer validates them; see kdcrowd_core/kd/config.py).
 TEACHERS = ["aggnet", "prob-transition", "crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb", "crowdlayer-vw+b", "conal"]
 DISTILL = ["mig-kl", "mig-pearson", "mig-hellinger", "kl", "ce"]
 ROBUST = ["small-loss", "gce", "none"]

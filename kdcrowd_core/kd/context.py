@@ -1,0 +1,218 @@
+"""What every KD-Crowd stage shares: the answers on the device, the run context (events, cancellation,
+progress), the classifier heads and the per-stage model selection on validation data."""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import CrowdData
+from ..models import EnsembleHead, build_classifier
+from .config import KDConfig
+
+
+class TrainingCancelled(RuntimeError):
+    """Raised by :meth:`KDCrowd.fit` when the ``cancel`` event is set."""
+
+# =============================================================== tensors on the device
+@dataclass
+class _Answers:
+    """Answers sorted by item, on the device: ``item, worker, label`` (A,), ``ptr`` (N+1,), ``cnt`` (N,)."""
+
+    item: torch.Tensor
+    worker: torch.Tensor
+    label: torch.Tensor
+    ptr: torch.Tensor
+    cnt: torch.Tensor
+
+    @classmethod
+    def from_data(cls, data: CrowdData, dev: torch.device) -> _Answers:
+        order = np.argsort(data.item, kind="stable")
+        item = data.item[order]
+        cnt = np.bincount(item, minlength=data.n_items)
+        ptr = np.zeros(data.n_items + 1, dtype=np.int64)
+        np.cumsum(cnt, out=ptr[1:])
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(dev)
+        return cls(t(item), t(data.worker[order]), t(data.label[order]), t(ptr), t(cnt))
+
+    def of_items(self, idx: torch.Tensor):
+        """Answers of the items ``idx`` (B,): ``(a_local (A_b,), worker, label)``, ``a_local`` indexes ``idx``."""
+        c = self.cnt[idx]
+        starts = self.ptr[idx]
+        local = torch.repeat_interleave(torch.arange(idx.shape[0], device=idx.device), c)
+        first = torch.cumsum(c, 0) - c
+        a = starts[local] + (torch.arange(local.shape[0], device=idx.device) - first[local])
+        return local, self.worker[a], self.label[a]
+
+
+def _auto_batch(n: int, batch_size: int) -> int:
+    if batch_size and batch_size > 0:
+        return int(batch_size)
+    return int(min(4096, max(64, n // 16)))
+
+
+def _to_t(x, dev, dtype=torch.float32):
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype).to(dev)
+
+
+# =============================================================== the run context
+class _Run:
+    """Events, cancellation, clocks and progress bookkeeping of one fit."""
+
+    def __init__(self, callback, cancel, total_epochs: int):
+        self.callback = callback
+        self.cancel = cancel
+        self.t0 = time.perf_counter()
+        self.total = max(1, int(total_epochs))
+        self.done = 0
+        self.history: list[dict] = []
+
+    def check(self):
+        if self.cancel is not None and self.cancel.is_set():
+            raise TrainingCancelled("training cancelled")
+
+    def event(self, stage: str, epoch: int, n_epochs: int, loss: float | None, train_acc=None, valid_acc=None,
+              message: str = "", count: bool = True):
+        if count:
+            self.done += 1
+        ev = {"stage": stage, "epoch": int(epoch), "n_epochs": int(n_epochs),
+              "loss": None if loss is None else float(loss),
+              "train_accuracy": None if train_acc is None else float(train_acc),
+              "valid_accuracy": None if valid_acc is None else float(valid_acc),
+              "elapsed": time.perf_counter() - self.t0,
+              "stage_progress": float(epoch / n_epochs) if n_epochs else 1.0,
+              "overall_progress": min(1.0, self.done / self.total) if stage != "done" else 1.0,
+              "message": message}
+        self.history.append(ev)
+        if self.callback is not None:
+            self.callback(ev)
+        self.check()
+
+
+@dataclass
+class _Ctx:
+    """What every stage needs: features, answers, gold, validation data, config."""
+
+    X: torch.Tensor
+    ans: _Answers
+    K: int
+    R: int
+    cfg: KDConfig
+    dev: torch.device
+    gold: torch.Tensor | None = None            # (N,) -1 unknown, for train accuracy
+    Xv: torch.Tensor | None = None
+    yv: torch.Tensor | None = None
+    run: _Run | None = None
+    gen: torch.Generator | None = None
+
+    @property
+    def N(self) -> int:
+        return int(self.X.shape[0])
+
+    def autocast(self):
+        if self.cfg.amp and self.dev.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def perm(self, idx: torch.Tensor) -> torch.Tensor:
+        p = torch.randperm(idx.shape[0], generator=self.gen).to(idx.device)
+        return idx[p]
+
+
+# =============================================================== helpers on models
+@torch.no_grad()
+def _logits(model: torch.nn.Module, X: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    out = torch.cat([model(X[s:s + chunk]).float() for s in range(0, X.shape[0], chunk)]) if X.shape[0] else \
+        torch.zeros(0, getattr(model, "n_classes", 1), device=X.device)
+    model.train(was)
+    return out
+
+
+@torch.no_grad()
+def _accuracy(model, X, y) -> float | None:
+    if X is None or y is None:
+        return None
+    m = y >= 0
+    if not bool(m.any()):
+        return None
+    pred = _logits(model, X[m]).argmax(1)
+    return float((pred == y[m]).float().mean())
+
+
+def _state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _make_head(cfg: KDConfig, d: int, K: int, student: bool = False, ensemble: bool = True):
+    """A classifier head; the student is an :class:`EnsembleHead` of ``student_ensemble`` heads when > 1
+    (``ensemble=False``: one member)."""
+    kw = dict(hidden=cfg.hidden, depth=cfg.depth, dropout=cfg.dropout, norm=cfg.norm)
+    if student:
+        kw.update(feature_noise=cfg.student_feature_noise, input_dropout=cfg.student_input_dropout)
+        if ensemble and cfg.student_ensemble > 1:
+            return EnsembleHead([build_classifier(cfg.classifier, d, K, **kw) for _ in range(cfg.student_ensemble)])
+    return build_classifier(cfg.classifier, d, K, **kw)
+
+# =============================================================== stage trainers
+class _Selector:
+    """Keeps the state with the best validation accuracy (or the last one without validation).
+
+    With ``average_last = k > 0`` the stage instead ends with the uniform average of the weights of its
+    last ``k`` epochs (no epoch is picked; validation accuracy is still reported and drives ``patience``)."""
+
+    def __init__(self, ctx: _Ctx, model: torch.nn.Module, clf: torch.nn.Module, epochs: int = 0):
+        self.ctx, self.model, self.clf = ctx, model, clf
+        self.best = -1.0
+        self.best_state = None
+        self.best_epoch = 0
+        self.since = 0
+        self.epochs = epochs
+        self.k = int(ctx.cfg.average_last)
+        self.avg: dict | None = None
+        self.n_avg = 0
+
+    def step(self, epoch: int) -> tuple[float | None, bool]:
+        if self.k > 0 and epoch > self.epochs - self.k:
+            st = self.model.state_dict()
+            if self.avg is None:
+                self.avg = {n: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
+                            for n, v in st.items()}
+            else:
+                for n, v in st.items():
+                    if v.is_floating_point():
+                        self.avg[n].add_(v.detach().float())
+                    else:
+                        self.avg[n] = v.detach().clone()
+            self.n_avg += 1
+        va = _accuracy(self.clf, self.ctx.Xv, self.ctx.yv)
+        if va is None:
+            return None, False
+        if va > self.best:
+            self.best, self.best_state, self.best_epoch, self.since = va, _state(self.model), epoch, 0
+        else:
+            self.since += 1
+        stop = self.ctx.cfg.patience > 0 and self.since >= self.ctx.cfg.patience
+        return va, stop
+
+    def finish(self):
+        if self.avg is not None:
+            ref = self.model.state_dict()
+            self.model.load_state_dict({n: (v / self.n_avg).to(ref[n].dtype) if v.is_floating_point() else v
+                                        for n, v in self.avg.items()})
+            self.best = _accuracy(self.clf, self.ctx.Xv, self.ctx.yv)
+            self.best = -1.0 if self.best is None else self.best
+        elif self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+def _acc_np(p: np.ndarray, y: np.ndarray | None) -> float | None:
+    if y is None:
+        return None
+    m = y >= 0
+    if not m.any():
+        return None
+    return float((np.asarray(p)[m].argmax(1) == y[m]).mean())

@@ -1,0 +1,211 @@
+"""Stage 1a, the teacher: training a crowd model (classifier + per-worker noise model) on the answers,
+its posteriors and worker matrices, the full-data teacher and the student's (out-of-fold) targets, and the
+targets of later rounds.  Stage 2 trains crowd models with the same :func:`train_crowd_model`."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from .. import losses as L
+from ..models.crowd import CrowdModel
+from .context import _accuracy, _Answers, _auto_batch, _Ctx, _Selector, _to_t
+
+if TYPE_CHECKING:
+    from .trainer import KDCrowd
+
+
+@torch.no_grad()
+def crowd_posterior(model: CrowdModel, X: torch.Tensor, ans: _Answers, items: torch.Tensor | None = None,
+                    target: str = "posterior", chunk: int = 65536) -> torch.Tensor:
+    """Teacher's true-label probabilities for ``items`` (default all): (n, K).
+
+    ``"posterior"``: ``q_i ∝ p(x_i) prod_{(i, r, c)} P(c | y = j, r, x_i)`` in log space;
+    ``"classifier"``: ``p(x_i)``.
+    """
+    was = model.training
+    model.eval()
+    if items is None:
+        items = torch.arange(X.shape[0], device=X.device)
+    outs = []
+    for s in range(0, items.shape[0], chunk):
+        idx = items[s:s + chunk]
+        xb = X[idx]
+        logp = F.log_softmax(model(xb).float(), dim=1)
+        if target == "posterior":
+            a_local, a_w, a_l = ans.of_items(idx)
+            emb = model.item_embedding(xb) if model.needs_item_embedding else None
+            ll = model.answer_log_lik(a_w, a_l, None if emb is None else emb[a_local]).float()
+            logp = logp.index_add(0, a_local, ll)
+        outs.append(F.softmax(logp, dim=1))
+    model.train(was)
+    return torch.cat(outs) if outs else torch.zeros(0, model.n_classes, device=X.device)
+
+
+@torch.no_grad()
+def effective_worker_matrices(model: CrowdModel, X: torch.Tensor, ans: _Answers, chunk: int = 65536) -> torch.Tensor:
+    """Worker matrices (R, K, K); for CoNAL with each worker's mean gate over its answers."""
+    was = model.training
+    model.eval()
+    gate = None
+    if model.needs_item_embedding:
+        R = model.n_workers
+        gsum = torch.zeros(R, device=X.device)
+        for s in range(0, ans.item.shape[0], chunk * 4):
+            it, w = ans.item[s:s + chunk * 4], ans.worker[s:s + chunk * 4]
+            emb = model.item_embedding(X[it])
+            gsum.index_add_(0, w, model.gate(emb, w).float())
+        n = torch.bincount(ans.worker, minlength=R).clamp_min(1)
+        gate = gsum / n
+    T = model.worker_matrices(gate).float()
+    model.train(was)
+    return T
+
+def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epochs: int, stage: str,
+                      student_probs: torch.Tensor | None = None, lam: float = 0.0, label: str = "",
+                      init_q: torch.Tensor | None = None, select: bool = True) -> CrowdModel:
+    """Train a crowd model on the answers of ``train_idx`` (masked crowd NLL; EM for AggNet).
+
+    ``student_probs`` (N, K) and ``lam`` add ``lam * CE(p(x_i), s_i)`` (stage 2).
+    ``init_q`` (N, K): AggNet's posteriors for the first epoch (default: its E-step).
+    """
+    cfg = ctx.cfg
+    B = _auto_batch(train_idx.shape[0], cfg.batch_size)
+    groups = [{"params": list(model.classifier.parameters()), "lr": cfg.lr}]
+    tp = model.transition_parameters()
+    if tp:
+        groups.append({"params": tp, "lr": cfg.lr_transition})
+    opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    sel = _Selector(ctx, model, model.classifier, epochs) if select else None
+    q = None
+    if model.em:
+        t_ans = _answers_subset(ctx.ans, train_idx, ctx.N)
+    for ep in range(1, epochs + 1):
+        model.train()
+        if model.em:
+            if ep == 1 and init_q is not None:
+                q = init_q
+            else:
+                q = crowd_posterior(model, ctx.X, ctx.ans, target="posterior")
+            if student_probs is not None and lam > 0:
+                # stage 2: the E-step's prior mixes the classifier with the student's predictions
+                q = q * (student_probs + 1e-6) ** min(lam, 1.0)
+                q = q / q.sum(1, keepdim=True)
+            model.m_step(q, t_ans.item, t_ans.worker, t_ans.label)
+        perm = ctx.perm(train_idx)
+        tot, nb = 0.0, 0
+        for s in range(0, perm.shape[0], B):
+            ctx.run.check()
+            idx = perm[s:s + B]
+            xb = ctx.X[idx]
+            with ctx.autocast():
+                logits = model(xb)
+                if model.em:
+                    loss = L.soft_cross_entropy(logits, q[idx])
+                else:
+                    a_local, a_w, a_l = ctx.ans.of_items(idx)
+                    probs = F.softmax(logits.float(), dim=1)
+                    emb = model.item_embedding(xb) if model.needs_item_embedding else None
+                    lp = model.answer_log_probs(probs, a_local, a_w, emb)
+                    loss = L.crowd_nll(lp.float(), a_l) + model.penalty()
+                if student_probs is not None and lam > 0:
+                    loss = loss + lam * L.soft_cross_entropy(logits, student_probs[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach())
+            nb += 1
+        va, stop = sel.step(ep) if sel is not None else (None, False)
+        ta = _accuracy(model.classifier, ctx.X, ctx.gold) if ctx.gold is not None else None
+        ctx.run.event(stage, ep, epochs, tot / max(nb, 1), ta, va, message=label)
+        if stop:
+            ctx.run.done += epochs - ep
+            break
+    if sel is not None:
+        sel.finish()
+    if model.em:  # final E/M so that the matrices match the returned classifier
+        q = crowd_posterior(model, ctx.X, ctx.ans, target="posterior")
+        if student_probs is not None and lam > 0:
+            q = q * (student_probs + 1e-6) ** min(lam, 1.0)
+            q = q / q.sum(1, keepdim=True)
+        model.m_step(q, t_ans.item, t_ans.worker, t_ans.label)
+    model.eval()
+    return model
+
+
+def _answers_subset(ans: _Answers, idx: torch.Tensor, N: int) -> _Answers:
+    mask = torch.zeros(N, dtype=torch.bool, device=idx.device)
+    mask[idx] = True
+    keep = mask[ans.item]
+    item = ans.item[keep]
+    cnt = torch.bincount(item, minlength=N)
+    ptr = torch.zeros(N + 1, dtype=torch.long, device=idx.device)
+    ptr[1:] = torch.cumsum(cnt, 0)
+    return _Answers(item, ans.worker[keep], ans.label[keep], ptr, cnt)
+
+
+# =============================================================== the teacher stage
+def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
+    """Stage 1a: the full-data teacher (``teacher_``, ``teacher_q_``) and the student's targets
+    (``targets_``, out of fold with ``cross_fit_folds > 1``).  Returns the targets (N, K)."""
+    cfg, ctx = trainer.config, trainer.ctx_
+    N, K, dev = ctx.N, ctx.K, ctx.dev
+    t = time.perf_counter()
+    all_idx = torch.arange(N, device=dev)
+    ds_q = _to_t(trainer.ds_.proba_array_, dev)
+    teacher_m = trainer.new_crowd_model(teacher)
+    train_crowd_model(ctx, teacher_m, all_idx, cfg.epochs_teacher, "teacher", init_q=ds_q, label="teacher")
+    trainer.teacher_ = teacher_m
+    trainer.teacher_q_ = crowd_posterior(teacher_m, ctx.X, ctx.ans, target=cfg.teacher_target)
+    folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
+    if folds:
+        targets = torch.zeros(N, K, device=dev)
+        fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds
+        for f in range(folds):
+            tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
+            m = trainer.new_crowd_model(teacher)
+            train_crowd_model(ctx, m, tr, cfg.epochs_teacher, "teacher", init_q=ds_q,
+                              label=f"out-of-fold teacher {f + 1}/{folds}")
+            targets[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target=cfg.teacher_target)
+            del m
+    else:
+        targets = trainer.teacher_q_.clone()
+    if cfg.use_gold and ctx.gold is not None:
+        g = ctx.gold >= 0
+        targets[g] = F.one_hot(ctx.gold[g], K).float()
+    trainer.targets_ = targets
+    trainer.timings_["teacher"] = time.perf_counter() - t
+    return targets
+
+
+def run_round_targets(trainer: KDCrowd, stage2: CrowdModel, s_probs: torch.Tensor) -> torch.Tensor:
+    """Targets of the next round (``rounds > 1``): out of fold, each from a crowd model trained like
+    stage 2 (crowd NLL + ``stage2_lambda * CE(p, s)`` with the previous student's predictions ``s``)
+    on the other folds; in-sample (``stage2``'s posteriors) when ``cross_fit_folds < 2``.
+    Sets ``targets_`` and returns it (N, K)."""
+    cfg, ctx = trainer.config, trainer.ctx_
+    N, K, dev = ctx.N, ctx.K, ctx.dev
+    t = time.perf_counter()
+    folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
+    if folds:
+        all_idx = torch.arange(N, device=dev)
+        ds_q = _to_t(trainer.ds_.proba_array_, dev)
+        targets = torch.zeros(N, K, device=dev)
+        fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds
+        for f in range(folds):
+            tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
+            m = trainer.new_crowd_model(stage2.name)
+            train_crowd_model(ctx, m, tr, cfg.epochs_teacher, "teacher", student_probs=s_probs,
+                              lam=cfg.stage2_lambda, init_q=ds_q, label=f"next-round teacher {f + 1}/{folds}")
+            targets[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target=cfg.teacher_target)
+            del m
+    else:
+        targets = crowd_posterior(stage2, ctx.X, ctx.ans, target=cfg.teacher_target)
+    if cfg.use_gold and ctx.gold is not None:
+        g = ctx.gold >= 0
+        targets[g] = F.one_hot(ctx.gold[g], K).float()
+    trainer.targets_ = targets
+    trainer.timings_["rounds"] = trainer.timings_.get("rounds", 0.0) + time.perf_counter() - t
+    return targets
