@@ -117,18 +117,27 @@ def cmd_aggregate(args) -> int:
 
 
 def cmd_workers(args) -> int:
-    from .metrics import worker_stats
+    from .quality import WorkerThresholds, block_list, bonus_list, work_seconds_from_file, worker_report
     data = _load(args.answers, args, gold=args.gold)
-    method, secs = _fit_method(data, args.method, args.quiet, args.device, clamp_gold=bool(args.gold))
-    table = worker_stats(data, method.proba_array_, method.worker_matrices_,
-                         prior=getattr(method, "prior_", None))
-    table = table.reset_index()
-    _write_df(table, args.output)
-    _echo(f"{method.name}: {data.n_workers} workers in {secs:.2f} s -> {args.output}", args.quiet)
+    method, secs = _fit_method(data, args.method, args.quiet, args.device, clamp_gold=args.clamp_gold)
+    th = WorkerThresholds(min_answers=args.min_answers, block_accuracy=args.block_accuracy,
+                          block_spammer=args.block_spammer, bonus_accuracy=args.bonus_accuracy)
+    table = worker_report(data, method.proba_array_, method.worker_matrices_, th,
+                          work_seconds=work_seconds_from_file(args.answers, args.worker))
+    _write_df(table.reset_index(), args.output)
+    _echo(f"{method.name}: {data.n_workers} workers in {secs:.2f} s -> {args.output}; "
+          f"{int((table['action'] == 'block').sum())} to block, {int((table['action'] == 'bonus').sum())} for a bonus"
+          + (" (gold clamped during inference)" if args.clamp_gold and data.has_gold else ""), args.quiet)
     if args.matrices:
         from .io.writers import write_json
         write_json(matrices_json(data, method.worker_matrices_, method.name), args.matrices)
         _echo(f"worker matrices -> {args.matrices}", args.quiet)
+    if args.block_list:
+        _write_df(block_list(table, args.platform), args.block_list)
+        _echo(f"block list ({args.platform}) -> {args.block_list}", args.quiet)
+    if args.bonus_list:
+        _write_df(bonus_list(table, args.platform, amount=args.bonus_amount), args.bonus_list)
+        _echo(f"bonus list ({args.platform}) -> {args.bonus_list}", args.quiet)
     return 0
 
 
@@ -188,9 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("answers", metavar="ANSWERS")
     w.add_argument("--method", default=None, help=f"one of {methods} (default {DEFAULT_METHOD})")
     w.add_argument("--gold", help="gold labels: adds gold accuracy per worker")
+    w.add_argument("--clamp-gold", action="store_true",
+                   help="use the gold labels as known truths during inference (default: gold only measures)")
     w.add_argument("--device", default="auto")
-    w.add_argument("-o", "--output", required=True, metavar="WORKERS.csv")
+    w.add_argument("-o", "--output", required=True, metavar="WORKERS.csv",
+                   help="every worker (never filtered): accuracy with its 95%% interval, flags, action")
     w.add_argument("--matrices", metavar="MATRICES.json", help="also write every worker's K x K matrix")
+    f = w.add_argument_group("flags (docs/quality.md)")
+    f.add_argument("--min-answers", type=int, default=10, help="workers with fewer answers are never flagged")
+    f.add_argument("--block-accuracy", type=float, default=0.5,
+                   help="block when the accuracy's 95%% interval lies entirely below this")
+    f.add_argument("--block-spammer", type=float, default=0.1, help="block when the spammer score is below this")
+    f.add_argument("--bonus-accuracy", type=float, default=0.85,
+                   help="bonus when the accuracy's 95%% interval lies entirely above this")
+    f.add_argument("--block-list", metavar="BLOCK.csv", help="write the workers to block, in --platform's shape")
+    f.add_argument("--bonus-list", metavar="BONUS.csv", help="write the workers for a bonus, in --platform's shape")
+    f.add_argument("--platform", choices=["mturk", "toloka"], default="mturk")
+    f.add_argument("--bonus-amount", type=float, default=1.0, help="bonus per worker (USD)")
     _add_read_options(w)
     w.set_defaults(func=cmd_workers)
 
@@ -209,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_dashboard import add_dashboard_parser
     add_dashboard_parser(sub)
+    from .cli_quality import add_quality_parsers
+    add_quality_parsers(sub)
 
     try:
         from .cli_train import add_train_parser

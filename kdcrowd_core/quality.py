@@ -1,0 +1,744 @@
+"""Per-item label quality, relabel-next, and worker actions (flags, intervals, block/bonus lists).
+
+Three questions a user asks once labels are inferred, answered from the sparse
+answer triples of a :class:`~kdcrowd_core.data.CrowdData` (no items x workers
+array, no Python loop per answer):
+
+- **Which labels are likely wrong?**  :func:`item_quality` gives every item its
+  consensus label and a *quality score* in [0, 1]: the probability that the
+  consensus label is right under a calibrated crowd model (see below).  Low
+  scores come first.  With a training run, the model's class probabilities
+  enter as each item's prior (CROWDLAB's idea: a classifier that never saw the
+  item's answers is a second opinion on it).
+- **What should be relabelled next?**  :func:`relabel_next` ranks items by the
+  expected gain in the probability that the item's label is right after one
+  more answer from a typical worker of the pool (ActiveLab's idea, with the
+  workers' estimated confusion matrices).
+- **Which workers to block or reward?**  :func:`worker_report` gives each worker's
+  accuracy with a 95 % credible interval and flags from thresholds the user sets;
+  :func:`block_list` / :func:`bonus_list` write them in the shapes MTurk and
+  Toloka take.
+
+The calibrated crowd model
+--------------------------
+Dawid-Skene posteriors are famously overconfident: the answers of an item are
+treated as independent, and worker matrices estimated from a handful of
+answers are taken at face value, so almost every item gets a confidence of
+1.00.  :func:`crowd_posterior` fixes both without looking at any gold label:
+
+1. worker matrices are re-estimated from the method's soft labels with a
+   Dirichlet prior that pulls each worker's row towards the pool's average row
+   (``strength`` pseudo-answers), so a worker with 3 answers is not "perfect";
+2. the answers' log-likelihood is tempered by ``tau`` and the prior (class
+   shares, or the model's probabilities) weighted by ``w``:
+   ``log q_i = w log p_model(i) + (1 - w) log pi + tau * sum_a log T[r_a, :, c_a] + const``;
+3. ``tau`` and ``w`` are chosen on the crowd itself: each answer of an item with
+   at least two answers is held out in turn, the other answers give the item's
+   posterior, and the choice that best predicts the held-out answer
+   (``sum_j q_j T[r, j, c]``) wins.
+
+Every column of every table here is documented in ``docs/quality.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import CrowdData, as_crowd_data
+from .errors import CrowdDataError
+
+__all__ = [
+    "CrowdPosterior", "crowd_posterior", "item_quality", "relabel_next", "relabel_task_list",
+    "worker_report", "WorkerThresholds", "block_list", "bonus_list", "accuracy_interval",
+    "beta_interval", "run_predictions", "quality_scores", "QualityScores", "QUALITY_REASONS",
+]
+
+#: Reasons :func:`item_quality` gives, in the order they are listed.
+QUALITY_REASONS = ("contested", "low confidence", "model disagrees with crowd", "teacher and student disagree")
+
+_TAUS = (0.15, 0.25, 0.35, 0.5, 0.65, 0.8, 1.0)
+_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+_EPS = 1e-12
+
+
+# ----------------------------------------------------------------- intervals
+def accuracy_interval(correct: int | float, total: int | float, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``correct / total`` (NaN, NaN when ``total == 0``).
+
+    Used for every accuracy the dashboard and the CLI print: good coverage even near 0 and 1
+    and with few items, unlike the normal approximation.
+    """
+    n = float(total)
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = _z(level)
+    p = float(correct) / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise CrowdDataError(f"interval level must lie in (0, 1), got {level}.")
+    # inverse normal CDF by bisection on erf (no scipy needed)
+    from math import erf, sqrt
+    target = 0.5 + level / 2
+    lo, hi = 0.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + erf(mid / sqrt(2))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def beta_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95, draws: int = 4000,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed credible intervals of Beta(a, b) posteriors (vectorised Monte Carlo, seeded).
+
+    ``a``, ``b``: arrays of the same shape (> 0).  Returns ``(low, high)`` arrays; quantiles are
+    exact to about 0.005 with the default ``draws``.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    lo = np.empty(a.shape)
+    hi = np.empty(a.shape)
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    fa, fb, flo, fhi = a.ravel(), b.ravel(), lo.reshape(-1), hi.reshape(-1)
+    step = max(1, 2_000_000 // draws)
+    for s in range(0, fa.size, step):
+        x = rng.beta(fa[s:s + step, None], fb[s:s + step, None], size=(min(step, fa.size - s), draws))
+        flo[s:s + step], fhi[s:s + step] = np.quantile(x, q, axis=1)
+    return lo, hi
+
+
+# ------------------------------------------------------- the calibrated model
+@dataclass
+class CrowdPosterior:
+    """A calibrated posterior over each item's true class (see the module docstring).
+
+    Attributes
+    ----------
+    proba : float (N, K)
+        ``P(true class | answers[, model])`` per item.
+    matrices : float (R, K, K)
+        Shrunk worker matrices ``[r, true j, answer c]``.
+    prior : float (K,)
+        Class shares (from the soft labels).
+    tau, weight : float
+        Chosen tempering of the answers and weight of the model's probabilities (0 without a model).
+    heldout_loglik : float
+        Mean log-probability of a held-out answer under the chosen setting (NaN when no item
+        has two answers).
+    """
+
+    proba: np.ndarray
+    matrices: np.ndarray
+    prior: np.ndarray
+    tau: float
+    weight: float
+    heldout_loglik: float
+
+
+def _shrunk_matrices(data: CrowdData, q: np.ndarray, strength: float) -> np.ndarray:
+    """Worker matrices from soft labels with a Dirichlet prior centred on the pool's average rows."""
+    K, R = data.n_classes, data.n_workers
+    key = data.worker * K + data.label
+    counts = np.zeros((R * K, K))
+    rows = q[data.item]
+    import torch
+    torch.from_numpy(counts).index_add_(0, torch.from_numpy(key), torch.from_numpy(np.ascontiguousarray(rows)))
+    C = counts.reshape(R, K, K).transpose(0, 2, 1)          # [r, j, c] soft counts
+    pooled = C.sum(axis=0) + 1.0
+    pooled = pooled / pooled.sum(axis=1, keepdims=True)     # pool's average row per true class
+    T = C + strength * pooled[None]
+    return T / T.sum(axis=2, keepdims=True)
+
+
+def _answer_loglik(data: CrowdData, logT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per answer ``log T[r_a, :, c_a]`` (A, K) and per item the sum over its answers (N, K)."""
+    la = logT[data.worker, :, data.label]
+    L = np.zeros((data.n_items, data.n_classes))
+    import torch
+    torch.from_numpy(L).index_add_(0, torch.from_numpy(data.item), torch.from_numpy(np.ascontiguousarray(la)))
+    return la, L
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.ndarray | None = None, *,
+                    strength: float | None = None, tau: float | None = None, weight: float | None = None,
+                    max_heldout: int = 100_000, seed: int = 0) -> CrowdPosterior:
+    """The calibrated posterior of every item's true class.
+
+    Parameters
+    ----------
+    data : the answers.
+    soft_labels : (N, K) probabilities of a truth-inference method (e.g. Dawid-Skene's).
+    model_proba : (N, K) a classifier's probabilities for the items (out of fold when possible), or None.
+    strength : pseudo-answers of the Dirichlet prior per matrix row (default ``K``).
+    tau, weight : fix the tempering / model weight instead of choosing them on held-out answers.
+    max_heldout : at most this many held-out answers are scored per candidate setting (a seeded sample).
+    """
+    data = as_crowd_data(data)
+    N, K = data.n_items, data.n_classes
+    q0 = np.asarray(soft_labels, dtype=np.float64)
+    if q0.shape != (N, K):
+        raise CrowdDataError(f"soft labels must have shape (items={N}, classes={K}), got {q0.shape}.")
+    strength = float(K if strength is None else strength)
+    T = _shrunk_matrices(data, q0, strength)
+    logT = np.log(np.clip(T, _EPS, None))
+    prior = q0.mean(axis=0) + 1e-6
+    prior = prior / prior.sum()
+    base = np.broadcast_to(np.log(prior), (N, K))
+    logm = None
+    if model_proba is not None:
+        P = np.asarray(model_proba, dtype=np.float64)
+        if P.shape != (N, K):
+            raise CrowdDataError(f"model probabilities must have shape (items={N}, classes={K}), got {P.shape}.",
+                                 hint="use the run trained on these answers.")
+        logm = np.log(np.clip(P, 1e-6, None))
+    la, L = _answer_loglik(data, logT)
+
+    taus = _TAUS if tau is None else (float(tau),)
+    weights = (0.0,) if logm is None else (_WEIGHTS if weight is None else (float(weight),))
+    # held-out answers: those on items with >= 2 answers (a seeded sample of them)
+    n_per = data.answers_per_item()
+    cand = np.flatnonzero(n_per[data.item] >= 2)
+    if cand.size > max_heldout:
+        cand = np.sort(np.random.default_rng(seed).choice(cand, size=max_heldout, replace=False))
+    best = (-np.inf, taus[-1], weights[0])
+    if cand.size and (len(taus) > 1 or len(weights) > 1):
+        it, wk, lb = data.item[cand], data.worker[cand], data.label[cand]
+        rest = L[it] - la[cand]                                 # the other answers of the item
+        Tcol = T[wk, :, lb]                                     # P(held-out answer | true j)
+        for w in weights:
+            pri = base[it] if logm is None else (1 - w) * base[it] + w * logm[it]
+            for t in taus:
+                qh = _softmax(pri + t * rest)
+                ll = float(np.log(np.clip((qh * Tcol).sum(axis=1), _EPS, None)).mean())
+                if ll > best[0]:
+                    best = (ll, t, w)
+    elif cand.size:
+        it, wk, lb = data.item[cand], data.worker[cand], data.label[cand]
+        w, t = weights[0], taus[0]
+        pri = base[it] if logm is None else (1 - w) * base[it] + w * logm[it]
+        qh = _softmax(pri + t * (L[it] - la[cand]))
+        best = (float(np.log(np.clip((qh * T[wk, :, lb]).sum(axis=1), _EPS, None)).mean()), t, w)
+    ll, t, w = best
+    pri = base if logm is None else (1 - w) * base + w * logm
+    q = _softmax(pri + t * L)
+    return CrowdPosterior(proba=q, matrices=T, prior=prior, tau=float(t), weight=float(w),
+                          heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"))
+
+
+# ----------------------------------------------------------------- run views
+@dataclass
+class RunView:
+    """What :func:`item_quality` needs from a training run (all (N, K), aligned with the answers)."""
+
+    model_proba: np.ndarray | None = None     # the classifier used as second opinion
+    model_source: str = ""                    # which one: "out-of-fold classifier", "student classifier", ...
+    label_proba: np.ndarray | None = None     # the recommended model's probabilities (its label is shown)
+    label_source: str = ""
+    teacher: np.ndarray | None = None
+    student: np.ndarray | None = None
+    stage2: np.ndarray | None = None
+
+
+def run_predictions(result, data: CrowdData) -> RunView:
+    """Align a KD-Crowd result (``KDResult``) with ``data``'s items; raise CrowdDataError when they don't match.
+
+    The model's second opinion is, in order of preference: out-of-fold classifier probabilities
+    (``probas["oof"]`` when the run saved them), else the student classifier's probabilities.  The label
+    shown is the recommended model's (``summary()["final_model"]`` when the run has it), else stage 2's.
+    """
+    ids = pd.Index(result.item_ids)
+    if [str(c) for c in result.classes] != [str(c) for c in data.classes]:
+        raise CrowdDataError(f"the run's classes {list(result.classes)[:8]} differ from the answers' classes "
+                             f"{list(data.classes)[:8]}.", hint="give the run trained on these answers.")
+    pos = pd.Index([str(i) for i in ids]).get_indexer([str(i) for i in data.item_ids])
+    if (pos < 0).mean() > 0.5:
+        raise CrowdDataError(f"only {int((pos >= 0).sum())} of the {data.n_items} items of the answers are in "
+                             "the run.", hint="give the run trained on these answers.")
+    K = data.n_classes
+
+    def align(P):
+        if P is None:
+            return None
+        P = np.asarray(P, dtype=np.float64)
+        out = np.full((data.n_items, K), 1.0 / K)
+        out[pos >= 0] = P[pos[pos >= 0]]
+        return out
+
+    pr = dict(result.probas)
+    view = RunView()
+    if "oof" in pr:
+        view.model_proba, view.model_source = align(pr["oof"]), "out-of-fold classifier"
+    elif "student" in pr:
+        view.model_proba, view.model_source = align(pr["student"]), "student classifier (in-sample)"
+    final = None
+    try:
+        final = (result.summary() or {}).get("final_model")
+    except Exception:  # noqa: BLE001 - an old result without summary fields
+        final = None
+    for name in ([final] if final else []) + ["stage2", "teacher"]:
+        if name in pr:
+            view.label_proba, view.label_source = align(pr[name]), name
+            break
+    view.teacher, view.student, view.stage2 = align(pr.get("teacher")), align(pr.get("student")), \
+        align(pr.get("stage2"))
+    return view
+
+
+# --------------------------------------------------------------- item quality
+#: Weight of the crowd posterior (vs. plain vote agreement) in the ranking score; measured in
+#: benchmarks/quality.py (docs/benchmarks_quality.md).
+RANK_POSTERIOR_WEIGHT = 0.8
+#: Gold items needed before the quality score is calibrated on gold rather than on held-out answers.
+MIN_GOLD_FOR_CALIBRATION = 30
+
+
+@dataclass
+class QualityScores:
+    """Per-item scores behind :func:`item_quality` (all (N,), aligned with the answers' items).
+
+    ``consensus`` (codes), ``agreement`` (share of answers equal to it), ``rank_score`` (what orders the
+    items: ``RANK_POSTERIOR_WEIGHT * P_tau=1(consensus) + (1 - RANK_POSTERIOR_WEIGHT) * agreement``),
+    ``quality`` (``rank_score`` mapped to a probability by a logistic fit), ``calibration`` (on what the
+    fit was made: ``"gold (n items, cross-fitted)"`` or ``"held-out answers"``), ``posterior`` (the
+    calibrated :class:`CrowdPosterior`).
+    """
+
+    consensus: np.ndarray
+    agreement: np.ndarray
+    rank_score: np.ndarray
+    quality: np.ndarray
+    calibration: str
+    posterior: CrowdPosterior
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def _platt(x: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, float]:
+    """Logistic fit ``P = sigmoid(a x + b)`` to targets ``y`` in [0, 1] (Newton, lightly regularised)."""
+    a, b = 1.0, 0.0
+    X = np.stack([x, np.ones_like(x)], axis=1)
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(a * x + b)))
+        g = X.T @ (p - y) + 1e-3 * np.array([a - 1.0, b])
+        H = (X * (p * (1 - p))[:, None]).T @ X + 1e-3 * np.eye(2)
+        step = np.linalg.solve(H, g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(a), float(b)
+
+
+def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.ndarray | None = None, *,
+                   use_gold: bool = True, seed: int = 0) -> QualityScores:
+    """Consensus, agreement, ranking score and calibrated quality of every item (see :class:`QualityScores`).
+
+    Calibration: with at least ``MIN_GOLD_FOR_CALIBRATION`` gold items (and ``use_gold``), a logistic
+    map (two parameters, increasing: the order of the items is kept) from the ranking score to "the
+    consensus label is right" is fitted on the gold items; otherwise it is fitted to the calibrated
+    posterior's probability of the consensus label (no label needed).  Pass ``use_gold=False`` when the
+    gold labels were clamped during inference (they are then right by construction).
+    """
+    data = as_crowd_data(data)
+    q0 = np.asarray(soft_labels, dtype=np.float64)
+    N, K = data.n_items, data.n_classes
+    post = crowd_posterior(data, q0, model_proba, seed=seed)
+    sharp = crowd_posterior(data, q0, model_proba, tau=1.0, seed=seed)
+    cons = q0.argmax(axis=1)
+    C = np.bincount(data.item * K + data.label, minlength=N * K).reshape(N, K)
+    n = C.sum(axis=1)
+    agree = np.divide(C[np.arange(N), cons], n, out=np.zeros(N), where=n > 0)
+    w = RANK_POSTERIOR_WEIGHT
+    rank = w * sharp.proba[np.arange(N), cons] + (1 - w) * agree
+    x = _logit(rank)
+    gold = data.gold if data.gold is not None else np.full(N, -1)
+    known = np.flatnonzero(gold >= 0)
+    if use_gold and known.size >= MIN_GOLD_FOR_CALIBRATION:
+        a, b = _platt(x[known], (cons[known] == gold[known]).astype(np.float64))
+        how = f"gold ({known.size} items)"
+    else:
+        a, b = _platt(x, post.proba[np.arange(N), cons])
+        how = "held-out answers"
+    if not a > 0:          # a degenerate fit (e.g. every gold item right): keep the order, scale by the posterior
+        a, b = _platt(x, post.proba[np.arange(N), cons])
+    quality = 1 / (1 + np.exp(-(a * x + b)))
+    agree_nan = np.where(n > 0, agree, np.nan)
+    return QualityScores(consensus=cons, agreement=agree_nan, rank_score=rank, quality=quality,
+                         calibration=how, posterior=post)
+
+
+def item_quality(data: CrowdData, soft_labels: np.ndarray, run: RunView | None = None, *,
+                 contested_below: float = 0.6, low_quality_below: float = 0.7,
+                 class_probas: bool = True, scores: QualityScores | None = None) -> pd.DataFrame:
+    """Every item's consensus label and how likely it is to be right, likely-wrong first.
+
+    Parameters
+    ----------
+    data : the answers (with gold, ``gold``/``consensus_correct`` and fixed/broke columns appear).
+    soft_labels : (N, K) the truth-inference method's probabilities; the consensus label is their argmax.
+    run : a :class:`RunView` of a training run (:func:`run_predictions`), or None.
+    contested_below : an item with >= 2 answers is "contested" when its agreement is below this.
+    low_quality_below : "low confidence" when the quality score is below this.
+    class_probas : add ``prob_<class>`` columns (the calibrated posterior) and, with a run,
+        ``model_prob_<class>`` columns.
+
+    Returns a DataFrame indexed by item id, sorted by ``quality`` ascending; columns in docs/quality.md.
+    """
+    data = as_crowd_data(data)
+    q0 = np.asarray(soft_labels, dtype=np.float64)
+    sc = scores or quality_scores(data, q0, None if run is None else run.model_proba)
+    post = sc.posterior
+    K = data.n_classes
+    cons = sc.consensus
+    C = np.bincount(data.item * K + data.label, minlength=data.n_items * K).reshape(data.n_items, K)
+    n = C.sum(axis=1)
+    agree = sc.agreement
+    quality = sc.quality
+    cls = data.classes
+    df = pd.DataFrame({
+        "consensus": cls.take(cons),
+        "quality": quality,
+        "agreement": agree,
+        "answers": n,
+        "votes": _votes_text(C, cls),
+        "method_confidence": q0.max(axis=1),
+    }, index=pd.Index(data.item_ids, name="item"))
+    reasons = [np.where((n >= 2) & (np.nan_to_num(agree, nan=1.0) < contested_below), "contested", ""),
+               np.where(quality < low_quality_below, "low confidence", "")]
+    if run is not None:
+        lab = run.label_proba if run.label_proba is not None else run.model_proba
+        if lab is not None:
+            ml = lab.argmax(axis=1)
+            df["model_label"] = cls.take(ml)
+            df["model_confidence"] = lab.max(axis=1)
+            df["model_prob_consensus"] = lab[np.arange(data.n_items), cons]
+            reasons.append(np.where(ml != cons, "model disagrees with crowd", ""))
+        for name in ("teacher", "student", "stage2"):
+            P = getattr(run, name)
+            if P is not None:
+                df[name] = cls.take(P.argmax(axis=1))
+        if run.teacher is not None and run.student is not None:
+            reasons.append(np.where(run.teacher.argmax(1) != run.student.argmax(1),
+                                    "teacher and student disagree", ""))
+    df["reason"] = _join_reasons(reasons)
+    if data.has_gold:
+        g = data.gold
+        known = g >= 0
+        df["gold"] = pd.Series(cls.take(np.maximum(g, 0)), dtype=object).where(known, None).to_numpy()
+        df["consensus_correct"] = pd.array(np.where(known, cons == g, False), dtype="boolean")
+        df.loc[~known, "consensus_correct"] = pd.NA
+        if run is not None and run.teacher is not None:
+            t_ok = run.teacher.argmax(1) == g
+            for name in ("student", "stage2"):
+                P = getattr(run, name)
+                if P is None:
+                    continue
+                ok = P.argmax(1) == g
+                df[f"fixed_{name}"] = known & ~t_ok & ok
+                df[f"broke_{name}"] = known & t_ok & ~ok
+    if class_probas:
+        for k, c in enumerate(cls):
+            df[f"prob_{c}"] = post.proba[:, k]
+        if run is not None and run.label_proba is not None:
+            for k, c in enumerate(cls):
+                df[f"model_prob_{c}"] = run.label_proba[:, k]
+    df.attrs.update(tau=post.tau, weight=post.weight, heldout_loglik=post.heldout_loglik,
+                    calibration=sc.calibration,
+                    model_source="" if run is None else run.model_source,
+                    label_source="" if run is None else run.label_source)
+    order = np.lexsort((-n, sc.rank_score))
+    return df.iloc[order]
+
+
+def _votes_text(C: np.ndarray, classes: pd.Index, top: int = 4) -> np.ndarray:
+    """Per item "cat×3, dog×1" (the ``top`` most voted labels)."""
+    K = C.shape[1]
+    order = np.argsort(-C, axis=1, kind="stable")[:, : min(top, K)]
+    names = np.asarray([str(c) for c in classes], dtype=object)
+    out = np.full(C.shape[0], "", dtype=object)
+    for j in range(order.shape[1]):
+        k = order[:, j]
+        cnt = C[np.arange(C.shape[0]), k]
+        piece = np.where(cnt > 0, names[k] + "×" + cnt.astype(str), "")
+        sep = np.where((out != "") & (piece != ""), ", ", "")
+        out = out + sep + piece
+    return out
+
+
+def _join_reasons(parts: list[np.ndarray]) -> np.ndarray:
+    out = np.full(parts[0].shape[0], "", dtype=object)
+    for p in parts:
+        p = np.asarray(p, dtype=object)
+        sep = np.where((out != "") & (p != ""), "; ", "")
+        out = out + sep + p
+    return out
+
+
+# ------------------------------------------------------------- relabel next
+def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: RunView | None = None, *,
+                 scores: QualityScores | None = None, exclude_gold: bool = True) -> pd.DataFrame:
+    """The ``budget`` items where one more answer is expected to help most.
+
+    For item ``i`` with calibrated posterior ``q_i`` and the pool's typical worker matrix ``T``
+    (the answer-weighted average of the shrunk worker matrices), one more answer ``c`` would give
+    ``q'_i(c) ∝ q_i * T[:, c]^tau``; the score is the expected gain in the probability that the item's
+    label is right, ``E_c[max_j q'_ij(c)] - max_j q_ij`` with ``P(c) = sum_j q_ij T[j, c]``.  Ties (items
+    where one answer cannot change the label) are broken by the lower quality first.  Items with a
+    gold label are skipped unless ``exclude_gold=False``.
+
+    Returns a DataFrame indexed by item id (best first) with ``rank``, ``expected_gain``, ``quality``,
+    ``consensus``, ``agreement``, ``answers``, ``votes``, ``reason``.
+    """
+    data = as_crowd_data(data)
+    budget = int(budget)
+    if budget < 1:
+        raise CrowdDataError(f"the budget must be at least 1 item, got {budget}.", hint="use --budget 1 or more.")
+    eligible = np.ones(data.n_items, dtype=bool)
+    if exclude_gold and data.has_gold:
+        eligible &= ~data.gold_mask
+    n_elig = int(eligible.sum())
+    if budget > n_elig:
+        raise CrowdDataError(f"the budget ({budget}) is larger than the {n_elig} items that can be relabelled"
+                             + (" (items with gold are left out)" if exclude_gold and data.has_gold else "") + ".",
+                             hint=f"use a budget of at most {n_elig}.")
+    q0 = np.asarray(soft_labels, dtype=np.float64)
+    sc = scores or quality_scores(data, q0, None if run is None else run.model_proba)
+    gain = expected_gain(data, sc.posterior)
+    order = np.lexsort((sc.rank_score, -np.round(gain, 9)))
+    order = order[eligible[order]][:budget]
+    table = item_quality(data, q0, run, scores=sc, class_probas=False)
+    out = table.loc[data.item_ids.take(order), ["consensus", "quality", "agreement", "answers", "votes", "reason"]]
+    out.insert(0, "expected_gain", gain[order])
+    out.insert(0, "rank", np.arange(1, len(order) + 1))
+    return out
+
+
+def expected_gain(data: CrowdData, post: CrowdPosterior, chunk: int = 4096) -> np.ndarray:
+    """Per item, the expected gain in ``max_j q_ij`` from one more answer of a typical worker (N,)."""
+    w = data.answers_per_worker().astype(np.float64)
+    T = np.tensordot(w / max(w.sum(), 1.0), post.matrices, axes=1)     # (K, K) typical worker
+    Tt = np.clip(T, _EPS, None) ** post.tau
+    q = post.proba
+    out = np.empty(q.shape[0])
+    for s in range(0, q.shape[0], chunk):
+        qs = q[s:s + chunk]                                   # (n, K)
+        pc = qs @ T                                           # (n, c) P(next answer = c)
+        upd = qs[:, :, None] * Tt[None]                       # (n, j, c) unnormalised q'
+        upd = upd / np.clip(upd.sum(axis=1, keepdims=True), _EPS, None)
+        out[s:s + chunk] = (pc * upd.max(axis=1)).sum(axis=1) - qs.max(axis=1)
+    return out
+
+
+def relabel_task_list(table: pd.DataFrame, content: pd.Series | None = None) -> pd.DataFrame:
+    """A platform task list from :func:`relabel_next`: one row per item, ``item_id`` first.
+
+    Columns: ``item_id``, ``content`` (when known), ``current_label``, ``quality``, ``answers``, ``reason``.
+    MTurk's batch upload and Toloka's task upload both take a CSV whose columns become the task's inputs.
+    """
+    out = pd.DataFrame({"item_id": table.index.astype(str)})
+    if content is not None:
+        c = content.copy()
+        c.index = c.index.astype(str)
+        out["content"] = c.reindex(out["item_id"]).fillna("").to_numpy()
+    out["current_label"] = table["consensus"].astype(str).to_numpy()
+    out["quality"] = np.round(table["quality"].to_numpy(dtype=float), 4)
+    out["answers"] = table["answers"].to_numpy()
+    out["reason"] = table["reason"].to_numpy()
+    return out
+
+
+# ------------------------------------------------------------- worker report
+@dataclass
+class WorkerThresholds:
+    """The user's thresholds for worker flags (defaults in docs/quality.md).
+
+    min_answers : workers with fewer answers are never flagged ("too few answers").
+    block_accuracy : flag "low accuracy" when the accuracy interval's *upper* bound is below this
+        (the worker is confidently worse, not merely unlucky on 5 answers).
+    block_spammer : flag "spammer" when the spammer score is below this.
+    bonus_accuracy : "bonus" when the interval's *lower* bound is at least this.
+    """
+
+    min_answers: int = 10
+    block_accuracy: float = 0.5
+    block_spammer: float = 0.1
+    bonus_accuracy: float = 0.85
+
+
+def _soft_counts(data: CrowdData, q: np.ndarray) -> np.ndarray:
+    """(R, K, K) ``[r, true j, answer c]`` expected counts of a worker's answers under soft labels ``q``."""
+    K, R = data.n_classes, data.n_workers
+    counts = np.zeros((R * K, K))
+    import torch
+    torch.from_numpy(counts).index_add_(0, torch.from_numpy(data.worker * K + data.label),
+                                        torch.from_numpy(np.ascontiguousarray(q[data.item])))
+    return counts.reshape(R, K, K).transpose(0, 2, 1)
+
+
+#: Pseudo-answers per matrix row of the worker-accuracy prior (centred on the pool's average row).
+WORKER_PRIOR_STRENGTH = 2.0
+
+
+def matrix_accuracy_posterior(counts: np.ndarray, prior: np.ndarray, level: float = 0.95, draws: int = 2000,
+                              seed: int = 0, strength: float = WORKER_PRIOR_STRENGTH
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean and equal-tailed credible interval of each worker's accuracy ``sum_j pi_j T[j, j]``.
+
+    Each row ``j`` of a worker's matrix has a ``Dirichlet(strength * m_j + counts[r, j, :])`` posterior,
+    ``m_j`` being the pool's average row (all workers' counts pooled): a worker with no answer on class
+    ``j`` is assumed as good as the pool there, with wide uncertainty.  Its diagonal entry is then a Beta;
+    rows are independent.  The interval comes from ``draws`` seeded Monte-Carlo draws (quantiles good to
+    about 0.005).
+    """
+    R, K, _ = counts.shape
+    pooled = counts.sum(axis=0) + 1.0 / K
+    pooled = pooled / pooled.sum(axis=1, keepdims=True)
+    alpha = counts + strength * pooled[None]
+    a = np.einsum("rjj->rj", alpha)
+    b = alpha.sum(axis=2) - a
+    pi = np.asarray(prior, dtype=np.float64)
+    mean = (a / (a + b)) @ pi
+    lo, hi = np.empty(R), np.empty(R)
+    rng = np.random.default_rng(seed)
+    step = max(1, 4_000_000 // (K * draws))
+    qs = [(1 - level) / 2, 1 - (1 - level) / 2]
+    for s in range(0, R, step):
+        x = rng.beta(a[s:s + step, :, None], b[s:s + step, :, None], size=(min(step, R - s), K, draws))
+        acc = np.einsum("rjd,j->rd", x, pi)
+        lo[s:s + step], hi[s:s + step] = np.quantile(acc, qs, axis=1)
+    return mean, lo, hi
+
+
+def worker_report(data: CrowdData, soft_labels: np.ndarray, matrices: np.ndarray,
+                  thresholds: WorkerThresholds | None = None, *, work_seconds: pd.Series | None = None,
+                  level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Every worker (never filtered): accuracy with a credible interval, statistics, flags and action.
+
+    ``accuracy`` is the posterior mean of ``sum_j pi_j T[j, j]`` (``pi`` = class shares of the soft labels)
+    when each row of the worker's matrix has a Dirichlet(1 + expected counts) posterior;
+    ``accuracy_low``/``accuracy_high`` its equal-tailed ``level`` credible interval
+    (:func:`matrix_accuracy_posterior`): a worker with 5 answers gets a wide one.  ``method_accuracy`` is
+    the truth-inference method's own point estimate (its matrices).  With gold, ``gold_accuracy`` on the
+    gold items the worker answered, with a Wilson interval.  ``work_seconds``: a Series worker id ->
+    median seconds per answer (e.g. MTurk's ``WorkTimeInSeconds``).  Columns: docs/quality.md.
+    """
+    from .metrics import worker_stats
+    data = as_crowd_data(data)
+    th = thresholds or WorkerThresholds()
+    q = np.asarray(soft_labels, dtype=np.float64)
+    base = worker_stats(data, q, matrices)
+    prior = q.mean(axis=0)
+    prior = prior / prior.sum()
+    mean, lo, hi = matrix_accuracy_posterior(_soft_counts(data, q), prior, level=level, seed=seed)
+    df = pd.DataFrame({"answers": base["answers"].astype(np.int64), "accuracy": mean, "accuracy_low": lo,
+                       "accuracy_high": hi}, index=base.index)
+    df["method_accuracy"] = base["accuracy"]
+    for col in ("agreement", "spammer_score", "top_label_share"):
+        df[col] = base[col]
+    if "gold_answers" in base:
+        df["gold_answers"] = base["gold_answers"].astype(np.int64)
+        df["gold_accuracy"] = base["gold_accuracy"]
+        ci = [accuracy_interval(round(acc * m), m, level) if m > 0 else (np.nan, np.nan)
+              for acc, m in zip(base["gold_accuracy"].fillna(0).to_numpy(), base["gold_answers"].to_numpy())]
+        df["gold_accuracy_low"] = [c[0] for c in ci]
+        df["gold_accuracy_high"] = [c[1] for c in ci]
+    if work_seconds is not None:
+        ws = work_seconds.copy()
+        ws.index = ws.index.astype(str)
+        df["median_seconds"] = ws.reindex(df.index.astype(str)).to_numpy(dtype=float)
+    return apply_flags(df, th)
+
+
+def apply_flags(report: pd.DataFrame, thresholds: WorkerThresholds) -> pd.DataFrame:
+    """(Re)compute ``flags`` and ``action`` of a :func:`worker_report` table for new thresholds."""
+    th = thresholds
+    df = report.copy()
+    enough = df["answers"].to_numpy() >= int(th.min_answers)
+    low = enough & (df["accuracy_high"].to_numpy() < th.block_accuracy)
+    spam = enough & (df["spammer_score"].to_numpy() < th.block_spammer)
+    good = enough & (df["accuracy_low"].to_numpy() >= th.bonus_accuracy) & ~spam
+    flags = _join_reasons([np.where(~enough, "too few answers", ""), np.where(low, "low accuracy", ""),
+                           np.where(spam, "spammer", "")])
+    df["flags"] = flags
+    df["action"] = np.where(low | spam, "block", np.where(good, "bonus", ""))
+    return df
+
+
+def block_list(report: pd.DataFrame, platform: str = "mturk", reason: str | None = None) -> pd.DataFrame:
+    """Workers whose ``action`` is "block", in a platform's shape.
+
+    - ``"mturk"``: the requester site's worker CSV (Manage > Workers > upload): ``Worker ID``,
+      ``UPDATE-BlockStatus`` (= ``Block``), ``BLOCK_REASON``.
+    - ``"toloka"``: user restrictions: ``user_id``, ``scope`` (= ``ALL_PROJECTS``), ``private_comment``.
+    """
+    sel = report[report["action"] == "block"]
+    why = [reason or f"kdcrowd: {f}" for f in sel["flags"].astype(str)]
+    ids = sel.index.astype(str)
+    if platform == "mturk":
+        return pd.DataFrame({"Worker ID": ids, "UPDATE-BlockStatus": "Block", "BLOCK_REASON": why})
+    if platform == "toloka":
+        return pd.DataFrame({"user_id": ids, "scope": "ALL_PROJECTS", "private_comment": why})
+    raise CrowdDataError(f"unknown platform {platform!r}.", hint="use 'mturk' or 'toloka'.")
+
+
+def bonus_list(report: pd.DataFrame, platform: str = "mturk", amount: float = 1.0,
+               message: str = "Thank you for your accurate work.") -> pd.DataFrame:
+    """Workers whose ``action`` is "bonus", in a platform's shape.
+
+    - ``"mturk"``: the fields of MTurk's SendBonus: ``WorkerId``, ``AssignmentId`` (empty: fill in one
+      of the worker's assignments), ``BonusAmount``, ``Reason``.
+    - ``"toloka"``: user bonuses: ``user_id``, ``amount``, ``public_title``, ``public_message``.
+    """
+    sel = report[report["action"] == "bonus"]
+    ids = sel.index.astype(str)
+    amt = f"{float(amount):.2f}"
+    if platform == "mturk":
+        return pd.DataFrame({"WorkerId": ids, "AssignmentId": "", "BonusAmount": amt, "Reason": message})
+    if platform == "toloka":
+        return pd.DataFrame({"user_id": ids, "amount": amt, "public_title": "Bonus", "public_message": message})
+    raise CrowdDataError(f"unknown platform {platform!r}.", hint="use 'mturk' or 'toloka'.")
+
+
+def work_seconds_from_file(path, worker_column: str | None = None) -> pd.Series | None:
+    """Median ``WorkTimeInSeconds`` per worker from an MTurk batch results file, or None without that column.
+
+    Reads only the worker and time columns (the answers reader does not keep them).
+    """
+    import csv
+    from pathlib import Path
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+            head = next(csv.reader(f), [])
+    except OSError:
+        return None
+    head = [h.strip() for h in head]
+    if "WorkTimeInSeconds" not in head:
+        return None
+    wcol = worker_column or next((c for c in ("WorkerId", "WorkerID", "worker", "worker_id") if c in head), None)
+    if wcol is None:
+        return None
+    df = pd.read_csv(p, usecols=[wcol, "WorkTimeInSeconds"], dtype={wcol: str})
+    t = pd.to_numeric(df["WorkTimeInSeconds"], errors="coerce")
+    s = t.groupby(df[wcol].astype(str).str.strip()).median()
+    s.index.name = "worker"
+    return s.rename("median_seconds")

@@ -1,0 +1,191 @@
+"""Per-item quality, relabel-next and worker actions (kdcrowd_core.quality)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdcrowd_core import quality
+from kdcrowd_core.data import CrowdData
+from kdcrowd_core.errors import CrowdDataError
+from kdcrowd_core.inference import get_method
+from kdcrowd_core.simulate import simulate_crowd
+
+
+def _auroc(score_wrong: np.ndarray, wrong: np.ndarray) -> float:
+    """AUROC of ``score_wrong`` (higher = more likely wrong) for finding ``wrong`` items (ties count half)."""
+    s = np.asarray(score_wrong, dtype=float)
+    pos, neg = s[wrong], s[~wrong]
+    gt = (pos[:, None] > neg[None, :]).mean()
+    eq = (pos[:, None] == neg[None, :]).mean()
+    return float(gt + eq / 2)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = simulate_crowd(n_items=1200, n_classes=4, n_workers=40, answers_per_item=(1, 5), gold_fraction=0.5,
+                       n_features=8, instance_noise=0.3, seed=3)
+    ds = get_method("dawid_skene", use_gold=False).fit(s.data)     # gold only measures
+    return s, ds
+
+
+def test_intervals():
+    lo, hi = quality.accuracy_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)   # Wilson, 95 %
+    assert np.isnan(quality.accuracy_interval(0, 0)[0])
+    lo, hi = quality.beta_interval(np.array([9.0, 90.0]), np.array([3.0, 30.0]))
+    assert lo[0] < 0.75 < hi[0] and lo[1] < 0.75 < hi[1]
+    assert hi[0] - lo[0] > 2 * (hi[1] - lo[1])           # ten times the answers: a much narrower interval
+
+
+def test_item_quality_columns_sorted_and_ranks_wrong_labels_first(sim):
+    s, ds = sim
+    t = quality.item_quality(s.data, ds.proba_array_)
+    assert len(t) == s.data.n_items and t.index.name == "item"
+    for col in ("consensus", "quality", "agreement", "answers", "votes", "method_confidence", "reason", "gold",
+                "consensus_correct") + tuple(f"prob_{c}" for c in s.data.classes):
+        assert col in t.columns, col
+    assert t["quality"].between(0, 1).all()
+    assert t["answers"].sum() == s.data.n_answers
+    # likely-wrong first: the first tenth is far more often wrong than the last tenth
+    truth = pd.Series(s.data.classes.take(s.truth), index=s.data.item_ids).reindex(t.index)
+    wrong = (t["consensus"] != truth).to_numpy()
+    n = len(t) // 10
+    assert wrong[:n].mean() > 3 * max(wrong[-n:].mean(), 0.01)
+    # better than vote agreement and than the method's own confidence at finding wrong labels
+    auc_q = _auroc(-t["quality"].to_numpy(), wrong)
+    assert auc_q > _auroc(-t["agreement"].fillna(0).to_numpy(), wrong) + 0.05
+    assert auc_q > _auroc(-t["method_confidence"].to_numpy(), wrong)
+    # calibrated on the gold items: mean quality close to the consensus accuracy there
+    g = t["consensus_correct"].notna()
+    assert abs(t.loc[g, "quality"].mean() - t.loc[g, "consensus_correct"].astype(float).mean()) < 0.05
+    assert t.attrs["calibration"].startswith("gold")
+
+
+def test_label_free_calibration_and_reasons():
+    # a tiny hand-made crowd: item a unanimous, b split 2-2, c one answer
+    df = pd.DataFrame({"task": ["a"] * 4 + ["b"] * 4 + ["c"], "worker": ["w1", "w2", "w3", "w4"] * 2 + ["w1"],
+                       "label": ["x"] * 4 + ["x", "x", "y", "y", "y"]})
+    data = CrowdData.from_frame(df)
+    mv = get_method("mv").fit(data)
+    t = quality.item_quality(data, mv.proba_array_)
+    assert t.attrs["calibration"] == "held-out answers"
+    assert t.index[-1] == "a" and t.loc["a", "reason"] == ""
+    assert "contested" in t.loc["b", "reason"] and t.loc["b", "agreement"] == 0.5
+    assert t.loc["a", "quality"] > t.loc["b", "quality"]
+    assert t.loc["c", "votes"] == "y×1" and t.loc["b", "votes"] in ("x×2, y×2", "y×2, x×2")
+
+
+def test_run_columns_reasons_and_fixed_broke():
+    df = pd.DataFrame({"task": ["a", "a", "b", "b", "c", "c"], "worker": ["w1", "w2"] * 3,
+                       "label": ["x", "x", "y", "y", "x", "y"]})
+    data = CrowdData.from_frame(df)
+    gold = pd.Series({"a": "x", "b": "x", "c": "y"})
+    data = data.with_gold(gold)
+    mv = get_method("mv").fit(data)
+    eye = np.eye(2)
+    teacher = eye[[0, 1, 0]]      # a right, b wrong, c wrong
+    student = eye[[1, 0, 1]]      # a wrong (broke), b right (fixed), c right (fixed)
+    run = quality.RunView(model_proba=student * 0.8 + 0.1, model_source="test", label_proba=student,
+                          label_source="student", teacher=teacher, student=student, stage2=teacher)
+    t = quality.item_quality(data, mv.proba_array_, run)
+    for col in ("model_label", "model_confidence", "model_prob_consensus", "teacher", "student", "stage2",
+                "fixed_student", "broke_student", "fixed_stage2", "broke_stage2", "model_prob_x", "model_prob_y"):
+        assert col in t.columns, col
+    assert t.loc["a", "broke_student"] and not t.loc["a", "fixed_student"]
+    assert t.loc["b", "fixed_student"] and t.loc["c", "fixed_student"]
+    assert not t["fixed_stage2"].any() and not t["broke_stage2"].any()
+    assert "model disagrees with crowd" in t.loc["a", "reason"]
+    assert "teacher and student disagree" in t.loc["b", "reason"]
+
+
+def test_relabel_next_prefers_uncertain_items_and_checks_budget(sim):
+    s, ds = sim
+    nxt = quality.relabel_next(s.data, ds.proba_array_, 50)
+    assert list(nxt["rank"]) == list(range(1, 51))
+    assert (np.diff(nxt["expected_gain"].to_numpy()) <= 1e-9).all()
+    assert not s.data.gold_mask[s.data.item_ids.get_indexer(nxt.index)].any()   # gold items skipped
+    t = quality.item_quality(s.data, ds.proba_array_)
+    assert nxt["quality"].mean() < t["quality"].mean() - 0.2
+    with pytest.raises(CrowdDataError, match="larger than"):
+        quality.relabel_next(s.data, ds.proba_array_, s.data.n_items)
+    with pytest.raises(CrowdDataError, match="at least 1"):
+        quality.relabel_next(s.data, ds.proba_array_, 0)
+    tasks = quality.relabel_task_list(nxt, pd.Series({nxt.index[0]: "some text"}))
+    assert list(tasks.columns) == ["item_id", "content", "current_label", "quality", "answers", "reason"]
+    assert tasks.loc[0, "content"] == "some text" and tasks.loc[1, "content"] == ""
+
+
+def test_relabel_next_beats_random_on_a_simulated_crowd():
+    """One more (simulated) answer on the chosen items: relabel-next gains more accuracy than random picks."""
+    s = simulate_crowd(n_items=800, n_classes=4, n_workers=30, answers_per_item=(1, 3), n_features=4, seed=5)
+    d = s.data
+    ds = get_method("dawid_skene", use_gold=False).fit(d)
+    budget = 120
+    rng = np.random.default_rng(0)
+    T = s.true_matrices
+    act = d.answers_per_worker().astype(float)
+
+    def gain(items):
+        """Accuracy gained when each item gets one more answer from an activity-weighted worker new to it."""
+        workers = []
+        for i in items:
+            seen = set(d.worker[d.item == i].tolist())
+            p = np.array([0.0 if w in seen else a for w, a in enumerate(act)])
+            workers.append(rng.choice(d.n_workers, p=p / p.sum()))
+        workers = np.array(workers)
+        lab = np.array([rng.choice(d.n_classes, p=T[w, s.truth[i]]) for i, w in zip(items, workers)])
+        d2 = CrowdData.from_arrays(np.r_[d.item, items], np.r_[d.worker, workers], np.r_[d.label, lab],
+                                   n_items=d.n_items, n_workers=d.n_workers, n_classes=d.n_classes)
+        acc2 = (get_method("dawid_skene", use_gold=False).fit(d2).proba_array_.argmax(1) == s.truth).mean()
+        return acc2 - (ds.proba_array_.argmax(1) == s.truth).mean()
+
+    chosen = d.item_ids.get_indexer(quality.relabel_next(d, ds.proba_array_, budget).index)
+    random = rng.choice(d.n_items, size=budget, replace=False)
+    assert gain(chosen) > gain(random) + 0.01
+
+
+def test_worker_report_intervals_flags_and_exports(sim):
+    s, ds = sim
+    r = quality.worker_report(s.data, ds.proba_array_, ds.worker_matrices_)
+    assert len(r) == s.data.n_workers                     # never filtered
+    assert ((r["accuracy_low"] <= r["accuracy"]) & (r["accuracy"] <= r["accuracy_high"])).all()
+    for col in ("answers", "method_accuracy", "agreement", "spammer_score", "gold_accuracy", "gold_accuracy_low",
+                "flags", "action"):
+        assert col in r.columns
+    few = r["answers"] < 10
+    assert (r.loc[few, "action"] == "").all() and r.loc[few, "flags"].str.contains("too few").all()
+    width = r["accuracy_high"] - r["accuracy_low"]
+    assert width[r["answers"] >= 100].mean() < width[r["answers"] < 20].mean()
+    # the simulator's spammers get blocked, its experts don't
+    wf = s.workers_frame()
+    arche = pd.Series(wf["archetype"].to_numpy(), index=wf.index.astype(str)).reindex(r.index.astype(str))
+    blocked = r["action"] == "block"
+    assert blocked[arche.isin(["spammer", "one_answer_spammer"]).to_numpy() & (r["answers"] >= 10)].mean() > 0.5
+    assert not blocked[(arche == "expert").to_numpy()].any()
+    # thresholds change the flags
+    strict = quality.apply_flags(r, quality.WorkerThresholds(min_answers=0, block_accuracy=0.99))
+    assert (strict["action"] == "block").sum() > blocked.sum()
+    lax = quality.apply_flags(r, quality.WorkerThresholds(min_answers=10_000))
+    assert (lax["action"] == "").all()
+    b = quality.block_list(r, "mturk")
+    assert list(b.columns) == ["Worker ID", "UPDATE-BlockStatus", "BLOCK_REASON"] and len(b) == blocked.sum()
+    assert (b["UPDATE-BlockStatus"] == "Block").all()
+    assert list(quality.block_list(r, "toloka").columns) == ["user_id", "scope", "private_comment"]
+    bo = quality.bonus_list(r, "toloka", amount=2)
+    assert list(bo.columns) == ["user_id", "amount", "public_title", "public_message"]
+    assert len(bo) == (r["action"] == "bonus").sum() and (bo["amount"] == "2.00").all()
+    assert list(quality.bonus_list(r, "mturk").columns) == ["WorkerId", "AssignmentId", "BonusAmount", "Reason"]
+    with pytest.raises(CrowdDataError):
+        quality.block_list(r, "upwork")
+
+
+def test_work_seconds_from_mturk_file(tmp_path):
+    p = tmp_path / "batch.csv"
+    p.write_text("HITId,WorkerId,WorkTimeInSeconds,Input.item,Answer.label\n"
+                 "h1,A1,10,i1,cat\nh2,A1,30,i2,dog\nh3,B2,5,i1,cat\n")
+    s = quality.work_seconds_from_file(p)
+    assert s["A1"] == 20 and s["B2"] == 5
+    q = tmp_path / "long.csv"
+    q.write_text("item,worker,label\ni1,A1,cat\n")
+    assert quality.work_seconds_from_file(q) is None
