@@ -21,6 +21,8 @@ st.set_page_config(page_title="kdcrowd — crowd label quality", page_icon=":mat
 
 pages = [
     st.Page("app_pages/data.py", title="Data", icon=":material/upload_file:", default=True),
+    st.Page("app_pages/labels.py", title="Labels", icon=":material/label:"),
+    st.Page("app_pages/items.py", title="Item quality", icon=":material/rule:"),
     st.Page("app_pages/workers.py", title="Workers", icon=":material/group:"),
     st.Page("app_pages/disagreement.py", title="Disagreement", icon=":material/call_split:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),

@@ -97,22 +97,21 @@ def cmd_validate(args) -> int:
 def cmd_aggregate(args) -> int:
     data = _load(args.answers, args, gold=args.gold)
     method, secs = _fit_method(data, args.method, args.quiet, args.device, args.clamp_gold)
+    from .quality import gold_accuracy, labels_table
     q = method.proba_array_
-    lab = q.argmax(axis=1)
-    out = pd.DataFrame({"item": data.item_ids, "label": data.classes.take(lab), "confidence": q.max(axis=1)})
-    for k, c in enumerate(data.classes):
-        out[f"prob_{c}"] = q[:, k]
+    out = labels_table(data, q)
     _write_df(out, args.output)
     _echo(f"{method.name}: {data.n_items} items, {data.n_workers} workers, {data.n_answers} answers "
           f"in {secs:.2f} s -> {args.output}", args.quiet)
     if data.has_gold:
         m = data.gold_mask
-        acc = float((lab[m] == data.gold[m]).mean())
         if args.clamp_gold:
             print(f"gold labels of {int(m.sum())} items were clamped (used as known truths); "
                   "run without --clamp-gold to measure accuracy against them")
         else:
-            print(f"accuracy against gold on {int(m.sum())} items: {acc:.4f}")
+            g = gold_accuracy(data, q)
+            print(f"accuracy against gold on {g['n']} items: {g['accuracy']:.4f}")
+            print(f"95% interval of that accuracy (Wilson): {g['low']:.4f} to {g['high']:.4f}")
     return 0
 
 

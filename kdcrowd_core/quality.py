@@ -52,7 +52,7 @@ from .errors import CrowdDataError
 __all__ = [
     "CrowdPosterior", "crowd_posterior", "item_quality", "relabel_next", "relabel_task_list",
     "worker_report", "WorkerThresholds", "block_list", "bonus_list", "accuracy_interval",
-    "beta_interval", "run_predictions", "quality_scores", "QualityScores", "QUALITY_REASONS",
+    "beta_interval", "run_predictions", "labels_table", "gold_accuracy", "quality_scores", "QualityScores", "QUALITY_REASONS",
 ]
 
 #: Reasons :func:`item_quality` gives, in the order they are listed.
@@ -240,6 +240,31 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     q = _softmax(pri + t * L)
     return CrowdPosterior(proba=q, matrices=T, prior=prior, tau=float(t), weight=float(w),
                           heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"))
+
+
+# ------------------------------------------------------------------ labels
+def labels_table(data: CrowdData, proba: np.ndarray) -> pd.DataFrame:
+    """The inferred labels as ``kdcrowd aggregate`` writes them: ``item``, ``label``, ``confidence``
+    (max probability), ``prob_<class>`` per class; one row per item in the answers' order."""
+    data = as_crowd_data(data)
+    q = np.asarray(proba, dtype=np.float64)
+    out = pd.DataFrame({"item": data.item_ids, "label": data.classes.take(q.argmax(axis=1)),
+                        "confidence": q.max(axis=1)})
+    for k, c in enumerate(data.classes):
+        out[f"prob_{c}"] = q[:, k]
+    return out
+
+
+def gold_accuracy(data: CrowdData, proba: np.ndarray, level: float = 0.95) -> dict | None:
+    """Accuracy of ``argmax proba`` on the gold items with its Wilson interval:
+    ``{"accuracy", "low", "high", "n"}``, or None without gold."""
+    if not data.has_gold:
+        return None
+    m = data.gold_mask
+    right = int((np.asarray(proba).argmax(axis=1)[m] == data.gold[m]).sum())
+    n = int(m.sum())
+    lo, hi = accuracy_interval(right, n, level)
+    return {"accuracy": right / n, "low": lo, "high": hi, "n": n}
 
 
 # ----------------------------------------------------------------- run views

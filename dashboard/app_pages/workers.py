@@ -6,6 +6,8 @@ import streamlit as st
 
 from dashboard import analysis as an
 from dashboard import charts, state, training
+from dashboard import quality_view as qv
+from kdcrowd_core import quality
 
 PAGE_SIZE = 24
 SORTS = {"estimated accuracy": "accuracy", "activity (answers)": "answers",
@@ -61,8 +63,43 @@ cols_cfg = {
     "gold_accuracy": st.column_config.NumberColumn("gold accuracy", format="%.2f"),
 }
 st.dataframe(table, column_config=cols_cfg, height=320, key="workers_table")
-st.download_button("Download the worker report (CSV)", table.to_csv().encode(), file_name="worker_report.csv",
-                   mime="text/csv", icon=":material/download:", on_click="ignore")
+st.caption(f"The table follows the filters above ({len(table):,} of {len(a.workers):,} workers); the downloads "
+           "below always hold every worker.")
+
+# ----------------------------------------------------------------- actions
+st.subheader("Flags and actions")
+st.caption("Accuracy with its 95 % credible interval (posterior of the worker's matrix): a worker with 5 answers "
+           "gets a wide one. A worker is flagged for blocking only when the whole interval is below the threshold, "
+           "or when its spammer score is; a bonus when the whole interval is above. Same as `kdcrowd workers`.")
+t1, t2, t3, t4 = st.columns(4)
+th = quality.WorkerThresholds(
+    min_answers=int(t1.number_input("Min. answers to judge", 0, 100000, 10, key="flag_min_answers")),
+    block_accuracy=float(t2.slider("Block below accuracy", 0.0, 1.0, 0.5, 0.05, key="flag_block_acc")),
+    block_spammer=float(t3.slider("Block below spammer score", 0.0, 1.0, 0.1, 0.05, key="flag_block_spam")),
+    bonus_accuracy=float(t4.slider("Bonus above accuracy", 0.0, 1.0, 0.85, 0.05, key="flag_bonus_acc")))
+report = qv.worker_report_cached(ds.key, c, a.ds_proba, a.ds_matrices, th)
+n_block, n_bonus = int((report["action"] == "block").sum()), int((report["action"] == "bonus").sum())
+k1, k2, k3 = st.columns(3)
+k1.metric("Workers to block", f"{n_block:,}")
+k2.metric("Workers for a bonus", f"{n_bonus:,}")
+k3.metric("Too few answers to judge", f"{int(report['flags'].str.contains('too few').sum()):,}")
+flagged = report[report["action"] != ""]
+st.dataframe(flagged, height=min(320, 40 + 35 * max(len(flagged), 1)), key="workers_flagged", column_config={
+    "accuracy": st.column_config.NumberColumn("accuracy", format="%.2f"),
+    "accuracy_low": st.column_config.NumberColumn("95% low", format="%.2f"),
+    "accuracy_high": st.column_config.NumberColumn("95% high", format="%.2f")})
+platform = st.radio("Export for", ["mturk", "toloka"], horizontal=True, key="flag_platform",
+                    format_func={"mturk": "Amazon MTurk", "toloka": "Toloka"}.get)
+x1, x2, x3 = st.columns(3)
+x1.download_button(f"Full worker report ({len(report):,} workers, CSV)", qv.csv_bytes(report, index=True),
+                   file_name="worker_report.csv", mime="text/csv", icon=":material/download:", on_click="ignore",
+                   key="workers_report_download")
+x2.download_button(f"Block list ({n_block}, {platform})", qv.csv_bytes(quality.block_list(report, platform)),
+                   file_name=f"block_{platform}.csv", mime="text/csv", icon=":material/block:", on_click="ignore",
+                   key="workers_block_download")
+x3.download_button(f"Bonus list ({n_bonus}, {platform})", qv.csv_bytes(quality.bonus_list(report, platform)),
+                   file_name=f"bonus_{platform}.csv", mime="text/csv", icon=":material/payments:",
+                   on_click="ignore", key="workers_bonus_download")
 
 # ------------------------------------------------------------------ detail
 st.subheader("One worker in detail")

@@ -1,0 +1,147 @@
+"""The numbers behind the Labels and Item quality pages and the Workers page's actions (no st.* drawing).
+
+Everything comes from :mod:`kdcrowd_core.quality` — the same functions as ``kdcrowd aggregate``,
+``kdcrowd items``, ``kdcrowd relabel`` and ``kdcrowd workers`` — so the dashboard and the CLI give the
+same numbers for the same options.  Results are cached per dataset key and options.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from kdcrowd_core import quality
+from kdcrowd_core.data import CrowdData
+from kdcrowd_core.inference import DEFAULT_METHOD, available_methods, get_method
+
+#: Session key of the "Clamp gold labels during inference" control (shared by the pages).
+CLAMP_KEY = "kdc_clamp_gold"
+METHOD_KEY = "kdc_label_method"
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def method_options() -> list[str]:
+    """``"default"`` first, then every registered method."""
+    return ["default"] + available_methods()
+
+
+def method_label(name: str) -> str:
+    if name == "default":
+        return f"default ({DEFAULT_METHOD.replace('_', ' ')})"
+    return {"mv": "majority vote", "dawid_skene": "Dawid-Skene", "one_coin": "one-coin Dawid-Skene",
+            "glad": "GLAD"}.get(name, name.replace("_", " "))
+
+
+@dataclass
+class Labels:
+    method: str            # the method's registry name
+    proba: np.ndarray      # (N, K)
+    matrices: np.ndarray   # (R, K, K)
+    clamped: bool
+
+
+def fit_labels(data: CrowdData, method: str = "default", clamp_gold: bool = False) -> Labels:
+    """Fit ``method`` exactly as the CLI does (gold clamped only when asked)."""
+    m = get_method(None if method == "default" else method)
+    if hasattr(m, "use_gold"):
+        m.use_gold = bool(clamp_gold)
+    m.fit(data)
+    return Labels(method=getattr(m, "name", method), proba=m.proba_array_, matrices=m.worker_matrices_,
+                  clamped=bool(clamp_gold) and data.has_gold)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Inferring the labels…")
+def labels_cached(key: str, _data: CrowdData, method: str, clamp_gold: bool) -> Labels:
+    return fit_labels(_data, method, clamp_gold)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Scoring every item…")
+def scores_cached(key: str, _data: CrowdData, method: str, clamp_gold: bool, run_id: str | None,
+                  _run: quality.RunView | None) -> quality.QualityScores:
+    lab = labels_cached(key, _data, method, clamp_gold)
+    return quality.quality_scores(_data, lab.proba, None if _run is None else _run.model_proba,
+                                  use_gold=not clamp_gold)
+
+
+def item_table(key: str, data: CrowdData, method: str, clamp_gold: bool, run_id: str | None = None,
+               run: quality.RunView | None = None, content: pd.Series | None = None) -> pd.DataFrame:
+    """:func:`kdcrowd_core.quality.item_quality` with the item content (when known) as a ``content`` column."""
+    lab = labels_cached(key, data, method, clamp_gold)
+    sc = scores_cached(key, data, method, clamp_gold, run_id, run)
+    t = quality.item_quality(data, lab.proba, run, scores=sc)
+    if content is not None:
+        c = content.copy()
+        c.index = c.index.astype(str)
+        t.insert(1, "content", c.reindex(t.index.astype(str)).fillna("").to_numpy())
+    return t
+
+
+def relabel_table(key: str, data: CrowdData, method: str, clamp_gold: bool, budget: int,
+                  run_id: str | None = None, run: quality.RunView | None = None) -> pd.DataFrame:
+    lab = labels_cached(key, data, method, clamp_gold)
+    sc = scores_cached(key, data, method, clamp_gold, run_id, run)
+    return quality.relabel_next(data, lab.proba, budget, run, scores=sc)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Estimating each worker's accuracy interval…")
+def _worker_report_base(key: str, _data: CrowdData, _proba: np.ndarray, _matrices: np.ndarray) -> pd.DataFrame:
+    return quality.worker_report(_data, _proba, _matrices)
+
+
+def worker_report_cached(key: str, data: CrowdData, proba: np.ndarray, matrices: np.ndarray,
+                         thresholds: quality.WorkerThresholds) -> pd.DataFrame:
+    """The full worker report (every worker) with flags for ``thresholds`` (intervals computed once)."""
+    return quality.apply_flags(_worker_report_base(key, data, proba, matrices), thresholds)
+
+
+def item_content(ds) -> pd.Series | None:
+    """Item text/URL by item id when the loaded dataset has it (uploaded on the Data page), else None."""
+    for attr in ("content", "item_content", "items_content"):
+        v = getattr(ds, attr, None)
+        if isinstance(v, pd.Series):
+            return v.astype(str)
+        if isinstance(v, pd.DataFrame) and v.shape[1] >= 1:
+            col = next((c for c in ("text", "content", "url", "path") if c in v.columns), v.columns[0])
+            return v[col].astype(str)
+    return None
+
+
+# ------------------------------------------------------------------ charts data
+def confidence_bins(conf: np.ndarray, correct: np.ndarray | None = None, bins: int = 10) -> pd.DataFrame:
+    """Items per confidence bin (and, with ``correct``, how many of them are right): the chart's data."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    df = pd.DataFrame({"low": edges[:-1], "high": edges[1:],
+                       "items": np.bincount(idx, minlength=bins)})
+    if correct is not None:
+        df["right"] = np.bincount(idx, weights=correct.astype(float), minlength=bins)
+    return df
+
+
+# ------------------------------------------------------------------ downloads
+def guard_cell(v):
+    """A text cell that a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(v, str) and v.startswith(_FORMULA_START):
+        return "'" + v
+    return v
+
+
+def csv_bytes(df: pd.DataFrame, index: bool = False) -> bytes:
+    """The one place these pages turn a table into a CSV download (formula-guarded text cells)."""
+    try:
+        from kdcrowd_core.io.csv_guard import guard_frame  # the io engineer's guard, when it has landed
+    except ImportError:
+        guard_frame = None
+    out = df.reset_index() if index else df
+    if guard_frame is not None:
+        out = guard_frame(out)
+    else:
+        out = out.copy()
+        for c in out.columns:
+            if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+                out[c] = out[c].map(guard_cell)
+        out.columns = [guard_cell(str(c)) for c in out.columns]
+    return out.to_csv(index=False).encode("utf-8")

@@ -1,0 +1,90 @@
+"""Labels, Item quality and the Workers page's actions under AppTest, on the bundled sample."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from dashboard import quality_charts as qc
+from dashboard import quality_view as qv
+from dashboard import state
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+def _goto(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, (page, [e.value for e in at.exception])
+    return at
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_labels_page_methods_accuracy_interval_and_clamp():
+    at = _goto(_app(), "app_pages/labels.py")
+    assert [t.value for t in at.title] == ["Labels"]
+    ds = at.session_state[state.DATASET]
+    caption = " ".join(c.value for c in at.caption)
+    assert "95 % interval" in caption
+    acc_default = [m.value for m in at.metric if m.label.startswith("Accuracy on")][0]
+    at.selectbox(key=qv.METHOD_KEY).set_value("mv").run()
+    assert not at.exception
+    acc_mv = [m.value for m in at.metric if m.label.startswith("Accuracy on")][0]
+    assert acc_mv != acc_default                                   # the method picker changes the labels
+    # the same numbers as the CLI's aggregate (same library call)
+    lab = qv.fit_labels(ds.crowd, "mv")
+    from kdcrowd_core.quality import gold_accuracy
+    assert acc_mv == f"{gold_accuracy(ds.crowd, lab.proba)['accuracy']:.1%}"
+    at.toggle(key=qv.CLAMP_KEY).set_value(True).run()
+    assert not at.exception
+    assert [m.value for m in at.metric if m.label.startswith("Accuracy")][0] == "—"
+
+
+def test_item_quality_page_sorted_and_relabel():
+    at = _goto(_app(), "app_pages/items.py")
+    assert [t.value for t in at.title] == ["Item quality"]
+    df = at.dataframe[0].value
+    assert len(df) > 0 and (np.diff(df["quality"].to_numpy()) >= -1e-12).mean() > 0.95
+    nxt = at.dataframe[-1].value
+    assert len(nxt) == 50 and list(nxt["rank"][:3]) == [1, 2, 3]
+    at.number_input(key="relabel_budget").set_value(20).run()
+    assert len(at.dataframe[-1].value) == 20
+
+
+def test_workers_flags_follow_thresholds():
+    at = _goto(_app(), "app_pages/workers.py")
+    n_block = int([m.value for m in at.metric if m.label == "Workers to block"][0])
+    at.slider(key="flag_block_acc").set_value(0.95).run()
+    assert not at.exception
+    n_block_strict = int([m.value for m in at.metric if m.label == "Workers to block"][0])
+    assert n_block_strict > n_block
+    at.number_input(key="flag_min_answers").set_value(100000).run()
+    assert [m.value for m in at.metric if m.label == "Workers to block"][0] == "0"
+
+
+def test_csv_bytes_guards_formulas_and_keeps_numbers():
+    df = pd.DataFrame({"item": ["=HYPERLINK(1)", "ok", "-2+3"], "x": [-1.5, 2.0, 3.0]})
+    text = qv.csv_bytes(df).decode()
+    assert "'=HYPERLINK(1)" in text and "'-2+3" in text and "-1.5" in text and "'-1.5" not in text
+
+
+def test_quality_charts():
+    bins = qv.confidence_bins(np.array([0.3, 0.95, 0.99, 0.5]), np.array([False, True, True, True]))
+    fig = qc.confidence_distribution(bins)
+    assert [t.name for t in fig.data] == ["right (gold)", "wrong (gold)"]
+    assert sum(fig.data[1].y) == 1 and sum(fig.data[0].y) == 3
+    rows = pd.DataFrame({"split": ["gold", "gold"], "method": ["mv", "teacher"], "accuracy": [0.7, 0.8],
+                         "low": [0.6, 0.72], "high": [0.78, 0.86], "n": [100, 100]})
+    fig = qc.accuracy_with_intervals(rows)
+    assert tuple(fig.layout.yaxis.range) == (0, 1.0)                 # the axis starts at 0
+    np.testing.assert_allclose(fig.data[0].error_y.arrayminus, [0.1, 0.08])
+    curve = qc.reliability_curve(np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]]), np.array([0, 1, 1]))
+    assert curve["n"].sum() == 3 and set(curve["accuracy"]) <= {0.0, 1.0}
