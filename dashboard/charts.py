@@ -9,7 +9,11 @@ unit-tested without a browser.  Conventions used everywhere:
   matrices side by side are comparable;
 - every trace carries a hover template naming ids and counts;
 - inputs are already aggregated (counts, bins, top-N): no builder ever receives
-  one point per answer, so figures stay small on a million answers.
+  one point per answer, so figures stay small on a million answers;
+- user strings (class names, worker and item ids, titles naming them) are shown
+  as text: every label goes through :func:`_short` / :func:`_text`
+  (:func:`dashboard.text.plain`), so ``<b>`` or ``<a href>`` in an uploaded file
+  is displayed, never rendered, and ``%{...}`` never reaches a hover template.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from .text import plain
 
 # ----------------------------------------------------------------- palettes
 #: Qualitative palette for classes (Plotly "D3" + "Dark24" extension), colour-blind friendly first.
@@ -69,7 +75,7 @@ def method_label(method: str) -> str:
 def _layout(fig: go.Figure, title: str, *, height: int | None = None, **kw) -> go.Figure:
     kw.setdefault("margin", dict(l=60, r=20, t=60, b=50))
     fig.update_layout(
-        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=16)),
+        title=dict(text=_text(title), x=0.0, xanchor="left", font=dict(size=16)),
         font=FONT, template="plotly_white", hoverlabel=dict(font_size=12), **kw,
     )
     if height is not None:
@@ -77,9 +83,15 @@ def _layout(fig: go.Figure, title: str, *, height: int | None = None, **kw) -> g
     return fig
 
 
+def _text(v) -> str:
+    """A user string as Plotly text: tags shown as written (entities), no hover-template fields."""
+    return plain(v).replace("%{", "%\u200b{")
+
+
 def _short(v, n: int = 18) -> str:
+    """``v`` cut to ``n`` characters, as Plotly text (see :func:`_text`)."""
     s = str(v)
-    return s if len(s) <= n else s[: n - 1] + "…"
+    return _text(s if len(s) <= n else s[: n - 1] + "…")
 
 
 # ------------------------------------------------------------------ data page
@@ -125,14 +137,15 @@ def class_balance(classes: Sequence, answer_counts: np.ndarray, *,
     colors = class_colors(classes)
     a = np.asarray(answer_counts, dtype=float)
     fig = go.Figure()
+    shown = [_text(n) for n in names]
     fig.add_trace(go.Bar(
-        x=names, y=a / max(a.sum(), 1), name="answers", marker_color=[colors[n] for n in names],
+        x=shown, y=a / max(a.sum(), 1), name="answers", marker_color=[colors[n] for n in names],
         customdata=a.astype(int), hovertemplate="class %{x}<br>answers: %{customdata} (%{y:.1%})<extra></extra>",
     ))
     if gold_counts is not None:
         g = np.asarray(gold_counts, dtype=float)
         fig.add_trace(go.Bar(
-            x=names, y=g / max(g.sum(), 1), name="gold labels",
+            x=shown, y=g / max(g.sum(), 1), name="gold labels",
             marker=dict(color=[colors[n] for n in names], pattern_shape="/", opacity=0.55),
             customdata=g.astype(int), hovertemplate="class %{x}<br>gold: %{customdata} (%{y:.1%})<extra></extra>",
         ))
@@ -209,8 +222,8 @@ def worker_matrix_grid(matrices: np.ndarray, worker_ids: Sequence, classes: Sequ
     n = M.shape[0]
     cols = max(1, min(cols, n)) if n else 1
     rows = max(1, int(np.ceil(n / cols)))
-    labels = [str(w) for w in worker_ids]
-    sub = list(subtitles) if subtitles is not None else labels
+    labels = [_text(w) for w in worker_ids]
+    sub = list(subtitles) if subtitles is not None else labels   # subtitles: already Plotly text (use _short)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=sub + [""] * (rows * cols - n),
                         horizontal_spacing=0.035, vertical_spacing=min(0.12, 0.35 / rows))
     K = len(classes)
@@ -220,7 +233,7 @@ def worker_matrix_grid(matrices: np.ndarray, worker_ids: Sequence, classes: Sequ
         fig.add_trace(go.Heatmap(
             z=M[k], x=names, y=names, zmin=0, zmax=1, colorscale=PROB_SCALE, showscale=(k == 0),
             colorbar=dict(title="P", thickness=10, len=0.5, y=1, yanchor="top") if k == 0 else None,
-            hovertemplate=f"worker {_short(labels[k], 40)}<br>true %{{y}} → answer %{{x}}<br>P = %{{z:.2f}}<extra></extra>",
+            hovertemplate=f"worker {_short(worker_ids[k], 40)}<br>true %{{y}} → answer %{{x}}<br>P = %{{z:.2f}}<extra></extra>",
             xgap=1, ygap=1, name=labels[k],
         ), row=r + 1, col=c + 1)
         fig.update_yaxes(autorange="reversed", type="category", showticklabels=(c == 0 and K <= 12),
@@ -254,7 +267,7 @@ def contested_items_heatmap(answers: np.ndarray, item_ids: Sequence, worker_ids:
         scale += [[lo, palette[k]], [hi, palette[k]]]
     items = [f"item {_short(i, 20)}" for i in item_ids]
     workers = [_short(w, 14) for w in worker_ids]
-    cname = np.asarray([str(c) for c in classes], dtype=object)
+    cname = np.asarray([_text(c) for c in classes], dtype=object)
     ans_txt = np.where(A >= 0, cname[np.clip(A, 0, K - 1)], "—")
     cons_txt = np.repeat(cname[np.asarray(consensus)][:, None], n_w, axis=1)
     custom = np.stack([ans_txt, cons_txt], axis=-1)
@@ -339,7 +352,7 @@ def worker_scatter(stats: pd.DataFrame, *, x: str = "answers", y: str = "accurac
                    color: str | None = "spammer_score",
                    title: str = "Workers: activity vs estimated accuracy") -> go.Figure:
     """One point per worker (R points), log-x activity vs estimated accuracy."""
-    ids = [str(i) for i in stats.index]
+    ids = [_text(i) for i in stats.index]
     marker = dict(size=8, line=dict(width=0.5, color="white"))
     if color is not None and color in stats:
         marker.update(color=stats[color].to_numpy(dtype=float), colorscale="Reds", showscale=True,
@@ -423,7 +436,7 @@ def per_class_accuracy(table: pd.DataFrame, *, title: str = "Accuracy per class"
     """``table``: rows = methods, columns = classes, values in 0..1. One trace per method."""
     fig = go.Figure()
     for m in table.index:
-        fig.add_trace(go.Bar(x=[str(c) for c in table.columns], y=table.loc[m].to_numpy(dtype=float),
+        fig.add_trace(go.Bar(x=[_text(c) for c in table.columns], y=table.loc[m].to_numpy(dtype=float),
                              name=method_label(m), marker_color=method_color(m),
                              hovertemplate=f"{method_label(m)}<br>class %{{x}}: %{{y:.1%}}<extra></extra>"))
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text="accuracy", tickvals=_accuracy_ticks(0.0))
@@ -498,7 +511,7 @@ def matrix_change_scatter(before: np.ndarray, after: np.ndarray, worker_ids: Seq
     n = np.asarray(answers, dtype=float)
     size = 5 + 15 * np.sqrt(n / max(n.max(), 1))
     change = np.abs(np.asarray(after) - np.asarray(before)).sum(axis=(1, 2)) / before.shape[1]
-    ids = [str(w) for w in worker_ids]
+    ids = [_text(w) for w in worker_ids]
     fig = go.Figure()
     fig.add_trace(go.Scattergl(
         x=b, y=a, mode="markers", name="workers", text=ids, customdata=np.stack([n, change], axis=1),

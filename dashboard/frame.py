@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import state, training
+from . import state, text, training
 
 
 def sidebar() -> None:
@@ -12,11 +12,11 @@ def sidebar() -> None:
         try:
             ds = state.current()
         except Exception as exc:  # noqa: BLE001 - the sample failing must not take the app down
-            st.error(f"Could not load the sample data: {exc}")
+            st.error(f"Could not load the sample data: {text.md(exc)}")
             return
         training.ensure_sample_run(ds)   # first open on the sample: register the pre-computed run (once)
         c = ds.crowd
-        st.markdown(f"**Data:** {ds.name}")
+        st.markdown(f"**Data:** {text.md(ds.name)}")
         st.caption(f"{c.n_items:,} items · {c.n_workers:,} workers · {c.n_classes} classes · "
                    f"{c.n_answers:,} answers"
                    + (f" · gold for {int(c.gold_mask.sum()):,}" if c.has_gold else "")
@@ -32,5 +32,5 @@ def _run_status() -> None:
     if job is None:
         return
     snap = job.snapshot()
-    st.markdown(f"**Training run** `{snap['run_id']}`: {snap['status']}")
-    st.progress(min(max(snap["progress"], 0.0), 1.0), text=snap["message"] or None)
+    st.markdown(f"**Training run** {text.code(snap['run_id'])}: {snap['status']}")
+    st.progress(min(max(snap["progress"], 0.0), 1.0), text=text.md(snap["message"]) if snap["message"] else None)

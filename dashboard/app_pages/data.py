@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, state, text
 
 st.title("Data")
 st.caption("Upload who-labelled-what, optionally item features, gold labels and a test split — "
@@ -52,19 +52,19 @@ with st.container(border=True):
                 st.file_uploader(state.KINDS[kind], key=_key(kind), on_change=_on_upload, args=(kind,))
 
 if st.session_state.get(state.UPLOAD_ERROR):
-    st.error(st.session_state[state.UPLOAD_ERROR], icon=":material/error:")
+    st.error(text.md(st.session_state[state.UPLOAD_ERROR]), icon=":material/error:")
     st.caption("The data loaded before is still in use.")
 elif st.session_state.get(state.UPLOAD_NOTICE):
-    st.success(st.session_state.pop(state.UPLOAD_NOTICE), icon=":material/check_circle:")
+    st.success(text.md(st.session_state.pop(state.UPLOAD_NOTICE)), icon=":material/check_circle:")
 
 ds = state.current()
 state.prefetch(ds)   # the Workers/Disagreement numbers start computing now
 c = ds.crowd
 for note in ds.notes:
-    st.info(note, icon=":material/info:")
+    st.info(text.md(note), icon=":material/info:")
 
 # ------------------------------------------------------------------ counts
-st.subheader(ds.name)
+st.subheader(text.md(ds.name))
 m = st.columns(6)
 m[0].metric("Items", f"{c.n_items:,}")
 m[1].metric("Workers", f"{c.n_workers:,}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, compare, state, training
+from dashboard import charts, compare, state, text, training
 
 st.title("Results")
 ds = state.current()
@@ -28,7 +28,7 @@ if run is None:
     st.stop()
 res, crowd = run.result, run.crowd
 if run.record.dataset_key != ds.key:
-    st.caption(f"This run was trained on “{run.record.dataset}”, not on the data loaded now; "
+    st.caption(f"This run was trained on “{text.md(run.record.dataset)}”, not on the data loaded now; "
                "showing it with the answers saved in the run.")
 if training.is_bundled(run.record):
     st.info("This is the **pre-computed sample run** that comes with kdcrowd: the trainer's default settings on "

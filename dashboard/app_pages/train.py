@@ -92,7 +92,7 @@ if submitted and not problems:
     try:
         training.start(ds, cfg, valid_share=float(vshare) / 100.0)
     except Exception as exc:  # noqa: BLE001 - e.g. a bad setting rejected by the trainer
-        st.error(f"Could not start the run: {exc}")
+        st.error(f"Could not start the run: {text.md(exc)}")
     else:
         st.session_state["train_pick"] = st.session_state[training.RUN_KEY]   # "Open a run" follows the new run
         st.rerun()
@@ -102,7 +102,7 @@ if submitted and not problems:
 def _show_progress(job) -> None:
     snap = job.snapshot()
     status = snap["status"]
-    st.markdown(f"**Run `{snap['run_id']}`** — {status}"
+    st.markdown(f"**Run** {text.code(snap['run_id'])} — {status}"
                 + (" (cancelling…)" if snap["cancel_requested"] and job.is_active else ""))
     t1, t2, t3 = st.columns(3)
     t1.metric("Elapsed", training.fmt_seconds(snap["elapsed"]))
@@ -114,7 +114,7 @@ def _show_progress(job) -> None:
         ev = stages.get(s)
         if ev is None:
             later = any(training.STAGES.index(x) > training.STAGES.index(s) for x in seen)
-            frac, text = (1.0, "done") if later else (0.0, "waiting")
+            frac, what = (1.0, "done") if later else (0.0, "waiting")
         else:
             later = any(training.STAGES.index(x) > training.STAGES.index(s) for x in seen)
             frac = 1.0 if later or status == "done" else float(ev.get("stage_progress") or 0.0)
@@ -125,8 +125,8 @@ def _show_progress(job) -> None:
                 bits.append(f"loss {ev['loss']:.4f}")
             if ev.get("train_accuracy") is not None:
                 bits.append(f"acc {ev['train_accuracy']:.1%}")
-            text = " · ".join(bits) or ev.get("message", "")
-        st.progress(min(max(frac, 0.0), 1.0), text=f"{STAGE_NAMES[s]}: {text}")
+            what = " · ".join(bits) or ev.get("message", "")
+        st.progress(min(max(frac, 0.0), 1.0), text=f"{STAGE_NAMES[s]}: {text.md(what)}")
     if any(e.get("epoch") for e in snap["events"]):
         st.plotly_chart(charts.training_curves(
             snap["events"], title="Live training curves" if job.is_active else "Training curves"),
@@ -135,7 +135,7 @@ def _show_progress(job) -> None:
         st.button("Cancel the run", icon=":material/stop:", key=f"cancel_{snap['run_id']}",
                   on_click=training.manager().cancel, args=(snap["run_id"],))
     if status == "failed":
-        st.error(f"The run failed: {snap['error']}")
+        st.error(f"The run failed: {text.md(snap['error'])}")
 
 
 job = training.active_job()
@@ -153,7 +153,7 @@ if job is not None:
 st.subheader("Runs")
 runs = training.store().list(limit=100)
 if not runs:
-    st.caption("No run yet. Runs are stored in " + str(training.home()) + ".")
+    st.caption("No run yet. Runs are stored in " + text.code(training.home()) + ".")
     st.stop()
 table = pd.DataFrame([{
     "run": f"{r.id} (pre-computed)" if training.is_bundled(r) else r.id, "status": r.status, "dataset": r.dataset, "started": training.fmt_time(r.started),
@@ -163,7 +163,7 @@ table = pd.DataFrame([{
 } for r in runs])
 st.dataframe(table, hide_index=True, height=min(300, 40 + 35 * len(table)), key="runs_table",
              column_config={"stage-2 accuracy": st.column_config.NumberColumn(format="%.3f")})
-st.caption(f"Stored in {training.store().path}.")
+st.caption(f"Stored in {text.code(training.store().path)}.")
 
 ids = [r.id for r in runs]
 cur = st.session_state.get(training.RUN_KEY)
@@ -177,9 +177,9 @@ if rec is not None and (job is None or rec.id != job.run_id):
         with st.container(border=True):
             _show_progress(live)
     elif rec.status == "failed":
-        st.error(f"The run failed: {rec.error}")
+        st.error(f"The run failed: {text.md(rec.error)}")
     elif rec.status in ("interrupted", "cancelled"):
-        st.warning(f"The run was {rec.status}." + (f" {rec.error}" if rec.error else ""))
+        st.warning(f"The run was {rec.status}." + (f" {text.md(rec.error)}" if rec.error else ""))
     hist = [e for e in training.store().events(rec.id, "progress")]
     if hist and live is None:
         st.plotly_chart(charts.training_curves(hist, title="Training curves"), key=f"curves_db_{rec.id}")
