@@ -26,14 +26,15 @@ def _progress(desc: str, total: int | None, quiet: bool):
     return tqdm(total=total, desc=desc, unit="it", disable=quiet, leave=False, file=sys.stderr)
 
 
+def read_options(args):
+    """The ReadOptions of the reading flags (``--item``, ``--id-transform``, ``--label-map`` ...)."""
+    from .io.options import from_cli_args
+    return from_cli_args(args)
+
+
 def _load(answers: str, args, *, gold: str | None = None, features: str | None = None):
     from .io import load_crowd
-    kw = {}
-    for k in ("item", "worker", "label", "format"):
-        v = getattr(args, k, None)
-        if v:
-            kw[k] = v
-    return load_crowd(answers, gold=gold, features=features, **kw)
+    return load_crowd(answers, gold=gold, features=features, options=read_options(args))
 
 
 def _fit_method(data, name: str | None, quiet: bool, device: str = "auto", clamp_gold: bool = False):
@@ -58,17 +59,23 @@ def _echo(msg: str, quiet: bool = False) -> None:
 
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("reading answers")
-    g.add_argument("--format", choices=["auto", "long", "wide", "mturk", "toloka", "labelstudio"], default="auto",
-                   help="answers file layout (default: detect)")
-    g.add_argument("--item", help="name of the item column (default: detect)")
-    g.add_argument("--worker", help="name of the worker column (default: detect)")
-    g.add_argument("--label", help="name of the label column (default: detect)")
+    from .io.options import add_cli_arguments
+    add_cli_arguments(p)
 
 
-def _write_df(df: pd.DataFrame, path: str) -> None:
+def add_csv_guard_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-csv-guard", action="store_true",
+                   help="write CSV cells as they are: by default a cell starting with = + - @ (a spreadsheet "
+                        "formula) gets a leading ' (docs/formats.md, 'CSV outputs')")
+
+
+def csv_guard_on(args) -> bool:
+    return not getattr(args, "no_csv_guard", False)
+
+
+def _write_df(df: pd.DataFrame, path: str, args=None) -> None:
     from .io.writers import write_table
-    write_table(df, path)
+    write_table(df, path, guard=csv_guard_on(args))
 
 
 # ----------------------------------------------------------------- commands
@@ -84,11 +91,11 @@ def cmd_validate(args) -> int:
               f"{data.n_answers} answers; answers per item: min {data.answers_per_item().min()}, "
               f"median {int(np.median(data.answers_per_item()))}, max {data.answers_per_item().max()}")
         if args.gold:
-            g = read_gold(args.gold)
+            g = read_gold(args.gold, options=read_options(args))
             data = data.with_gold(g, source=args.gold)
             print(f"{args.gold} (gold): {len(g)} labels, {int(data.gold_mask.sum())} on answered items")
         if args.features:
-            X, ids, names = read_features(args.features)
+            X, ids, names = read_features(args.features, options=read_options(args))
             data = data.with_features(X, ids, feature_names=names, source=args.features)
             print(f"{args.features} (features): {X.shape[0]} rows x {X.shape[1]} features; all answered items covered")
     return 0 if ok else EXIT_BAD_INPUT
@@ -100,7 +107,7 @@ def cmd_aggregate(args) -> int:
     from .quality import gold_accuracy, labels_table
     q = method.proba_array_
     out = labels_table(data, q)
-    _write_df(out, args.output)
+    _write_df(out, args.output, args)
     _echo(f"{method.name}: {data.n_items} items, {data.n_workers} workers, {data.n_answers} answers "
           f"in {secs:.2f} s -> {args.output}", args.quiet)
     if data.has_gold:
@@ -123,7 +130,7 @@ def cmd_workers(args) -> int:
                           block_spammer=args.block_spammer, bonus_accuracy=args.bonus_accuracy)
     table = worker_report(data, method.proba_array_, method.worker_matrices_, th,
                           work_seconds=work_seconds_from_file(args.answers, args.worker))
-    _write_df(table.reset_index(), args.output)
+    _write_df(table.reset_index(), args.output, args)
     _echo(f"{method.name}: {data.n_workers} workers in {secs:.2f} s -> {args.output}; "
           f"{int((table['action'] == 'block').sum())} to block, {int((table['action'] == 'bonus').sum())} for a bonus"
           + (" (gold clamped during inference)" if args.clamp_gold and data.has_gold else ""), args.quiet)
@@ -132,10 +139,10 @@ def cmd_workers(args) -> int:
         write_json(matrices_json(data, method.worker_matrices_, method.name), args.matrices)
         _echo(f"worker matrices -> {args.matrices}", args.quiet)
     if args.block_list:
-        _write_df(block_list(table, args.platform), args.block_list)
+        _write_df(block_list(table, args.platform), args.block_list, args)
         _echo(f"block list ({args.platform}) -> {args.block_list}", args.quiet)
     if args.bonus_list:
-        _write_df(bonus_list(table, args.platform, amount=args.bonus_amount), args.bonus_list)
+        _write_df(bonus_list(table, args.platform, amount=args.bonus_amount), args.bonus_list, args)
         _echo(f"bonus list ({args.platform}) -> {args.bonus_list}", args.quiet)
     return 0
 
@@ -190,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", required=True, metavar="OUT.csv",
                    help="columns item, label, confidence, prob_<class>...")
     _add_read_options(a)
+    add_csv_guard_flag(a)
     a.set_defaults(func=cmd_aggregate)
 
     w = sub.add_parser("workers", help="estimate each worker's expertise (confusion matrix)")
@@ -214,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--platform", choices=["mturk", "toloka"], default="mturk")
     f.add_argument("--bonus-amount", type=float, default=1.0, help="bonus per worker (USD)")
     _add_read_options(w)
+    add_csv_guard_flag(w)
     w.set_defaults(func=cmd_workers)
 
     s = sub.add_parser("simulate", help="write a synthetic crowd with known truth and worker matrices")
@@ -254,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CrowdDataError as e:
         if args.debug:
             raise
-        print(f"kdcrowd {args.command}: error: {e}", file=sys.stderr)
+        print(f"kdcrowd {args.command}: error: {e.render('cli')}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         if args.debug:

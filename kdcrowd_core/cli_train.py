@@ -32,10 +32,10 @@ def add_train_parser(sub) -> None:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, metavar="DIR")
-    t.add_argument("--format", choices=["auto", "long", "wide", "mturk", "toloka", "labelstudio"], default="auto")
-    t.add_argument("--item")
-    t.add_argument("--worker")
-    t.add_argument("--label")
+    from .cli import add_csv_guard_flag
+    from .io.options import add_cli_arguments
+    add_cli_arguments(t)
+    add_csv_guard_flag(t)
     t.set_defaults(func=cmd_train)
 
 
@@ -57,12 +57,12 @@ def _labels_to_codes(series: pd.Series, ids: pd.Index, classes: pd.Index, path: 
     return codes
 
 
-def _split(features: str, gold: str | None, classes: pd.Index, what: str):
+def _split(features: str, gold: str | None, classes: pd.Index, what: str, options=None):
     from .io import read_features, read_gold
-    X, ids, _ = read_features(features)
+    X, ids, _ = read_features(features, options=None if options is None else options.replace(feature_ids=None))
     y = None
     if gold:
-        y = _labels_to_codes(read_gold(gold), ids, classes, gold)
+        y = _labels_to_codes(read_gold(gold, options=options), ids, classes, gold)
         if (y < 0).all():
             raise CrowdDataError(f"none of the {what} labels match the {what} features' item ids.", path=gold,
                                  hint="the item ids in both files must be the same.")
@@ -72,7 +72,7 @@ def _split(features: str, gold: str | None, classes: pd.Index, what: str):
 def cmd_train(args) -> int:
     from tqdm.auto import tqdm
 
-    from .cli import _load, matrices_json
+    from .cli import _load, csv_guard_on, matrices_json, read_options
     from .data import _coerce_like
     from .io.writers import write_json, write_table
     from .kd import KDConfig, KDCrowd
@@ -90,7 +90,8 @@ def cmd_train(args) -> int:
     valid = test = None
     n_valid_out = 0
     if args.valid_features:
-        Xv, yv, vid = _split(args.valid_features, args.valid_gold, data.classes, "validation")
+        Xv, yv, vid = _split(args.valid_features, args.valid_gold, data.classes, "validation",
+                             read_options(args))
         valid = (Xv, yv)
         shared = data.item_ids.intersection(pd.Index(_coerce_like(vid, data.item_ids)))
         if len(shared) and not args.keep_valid_in_training:
@@ -100,7 +101,7 @@ def cmd_train(args) -> int:
                 print(f"note: {n_valid_out} validation items also have answers in {args.answers}; their answers "
                       "are left out of training (--keep-valid-in-training keeps them).", file=sys.stderr)
     if args.test_features:
-        Xt, yt, tid = _split(args.test_features, args.test_gold, data.classes, "test")
+        Xt, yt, tid = _split(args.test_features, args.test_gold, data.classes, "test", read_options(args))
         test = (Xt, yt, tid)
 
     bars: dict[str, tqdm] = {}
@@ -136,7 +137,7 @@ def cmd_train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     labels = result.labels_frame()
     labels.index.name = "item"
-    write_table(labels.reset_index(), out / "labels.csv")
+    write_table(labels.reset_index(), out / "labels.csv", guard=csv_guard_on(args))
     before = worker_stats(data, result.probas["ds"], result.worker_matrices["ds"])
     after = worker_stats(data, result.probas["stage2"], result.worker_matrices["stage2"])
     workers = before.add_suffix("_before").join(after.drop(columns=[c for c in ("answers",) if c in after])
@@ -144,7 +145,7 @@ def cmd_train(args) -> int:
     if "answers_before" in workers:
         workers = workers.rename(columns={"answers_before": "answers"})
     workers.index.name = "worker"
-    write_table(workers.reset_index(), out / "workers.csv")
+    write_table(workers.reset_index(), out / "workers.csv", guard=csv_guard_on(args))
     write_json({"before": matrices_json(data, result.worker_matrices["ds"], "dawid_skene"),
                 "teacher": matrices_json(data, result.worker_matrices["teacher"], f"teacher ({cfg.teacher})"),
                 "after": matrices_json(data, result.worker_matrices["stage2"], "stage2")},
@@ -158,7 +159,7 @@ def cmd_train(args) -> int:
         if test[1] is not None:
             g = pd.Series(data.classes.take(np.clip(test[1], 0, None)), dtype=object)
             tp["gold"] = g.where(test[1] >= 0, None)
-        write_table(tp, out / "test_predictions.csv")
+        write_table(tp, out / "test_predictions.csv", guard=csv_guard_on(args))
     summary = result.summary()
     summary["validation_items_left_out_of_training"] = n_valid_out
     write_json(summary, out / "summary.json")

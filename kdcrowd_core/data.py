@@ -49,16 +49,19 @@ class ReadReport:
     def n_skipped(self) -> int:
         return int(sum(s["count"] for s in self.skipped))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, interface: str = "library") -> dict[str, Any]:
+        """Plain types; notes and reasons name options as ``interface`` does ("library", "cli", "dashboard")."""
+        from .errors import render_text
         return {
             "source": self.source, "format": self.format, "rows_read": self.rows_read,
             "answers": self.answers, "duplicates": self.duplicates,
             "missing_labels": self.missing_labels, "columns": dict(self.columns),
             "encoding": self.encoding, "delimiter": self.delimiter,
-            "skipped": [dict(s) for s in self.skipped], "notes": list(self.notes),
+            "skipped": [{**s, "reason": render_text(s["reason"], interface)} for s in self.skipped],
+            "notes": [render_text(n, interface) for n in self.notes],
         }
 
-    def to_text(self) -> str:
+    def to_text(self, interface: str = "library") -> str:
         """Human-readable summary, one fact per line.
 
         The first line counts what was kept in the words of the file's kind:
@@ -78,12 +81,13 @@ class ReadReport:
         if self.encoding or self.delimiter:
             lines.append(f"  encoding={self.encoding or '?'} delimiter={self.delimiter!r}")
         if self.duplicates:
-            lines.append(f"  {self.duplicates} duplicate (item, worker) answers: kept the last one of each")
+            lines.append(f"  {self.duplicates} repeated (item, worker) answers dropped (one kept of each)")
+        from .errors import render_text
         for s in self.skipped:
             ex = ("; e.g. " + "; ".join(s["examples"])) if s.get("examples") else ""
-            lines.append(f"  skipped {s['count']}: {s['reason']}{ex}")
+            lines.append(f"  skipped {s['count']}: {render_text(s['reason'], interface)}{ex}")
         for n in self.notes:
-            lines.append(f"  note: {n}")
+            lines.append(f"  note: {render_text(n, interface)}")
         return "\n".join(lines)
 
 

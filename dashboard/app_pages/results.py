@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import charts, compare, state, text, training
+from kdcrowd_core.io.csv_guard import csv_bytes
 
 st.title("Results")
 ds = state.current()
@@ -127,10 +128,10 @@ else:
 st.subheader("Downloads")
 an = state.analysis(ds) if run.record.dataset_key == ds.key else None
 d1, d2, d3, d4 = st.columns(4)
-d1.download_button("Refined labels (CSV)", res.labels_frame().to_csv().encode(), file_name=f"labels_{run_id}.csv",
+d1.download_button("Refined labels (CSV)", csv_bytes(res.labels_frame(), index=True), file_name=f"labels_{run_id}.csv",
                    mime="text/csv", icon=":material/download:", on_click="ignore")
 d2.download_button("Worker report (CSV)",
-                   compare.worker_report(res, crowd, an.workers if an is not None else None).to_csv().encode(),
+                   csv_bytes(compare.worker_report(res, crowd, an.workers if an is not None else None), index=True),
                    file_name=f"workers_{run_id}.csv", mime="text/csv", icon=":material/download:", on_click="ignore")
 d3.download_button("Worker matrices (JSON)", compare.matrices_json(res).encode(), file_name=f"matrices_{run_id}.json",
                    mime="application/json", icon=":material/download:", on_click="ignore")

@@ -12,7 +12,9 @@ from .answers import FORMATS, detect_format, read_answers
 from .features import Features, read_features
 from .gold import read_gold
 from .load import load_crowd
+from .options import ReadOptions
 from .writers import to_jsonable, write_answers, write_json, write_table
 
 __all__ = ["read_answers", "read_gold", "read_features", "load_crowd", "write_answers", "write_table",
-           "write_json", "to_jsonable", "Features", "FORMATS", "DEFAULT_MAX_BYTES", "detect_format"]
+           "write_json", "to_jsonable", "Features", "FORMATS", "DEFAULT_MAX_BYTES", "detect_format",
+           "ReadOptions"]

@@ -12,7 +12,7 @@ import re
 from typing import Any
 from collections.abc import Sequence
 
-from ..errors import CrowdDataError
+from ..errors import CrowdDataError, opt
 
 
 def norm(name: Any) -> str:
@@ -101,16 +101,16 @@ def resolve_explicit(columns: Sequence[Any], wanted: Any, role: str, *, path: st
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise CrowdDataError(f"{kwarg}={wanted!r} matches several columns {matches}.", path=path,
-                                 hint="give the exact column name.")
+            raise CrowdDataError(f"the {role} column {wanted!r} matches several columns {matches}.", path=path,
+                                 hint=f"give the exact column name in {opt(kwarg)}.", option=kwarg)
         if wanted.strip().lstrip("-").isdigit():
             wanted = int(wanted)
     if isinstance(wanted, int) and not isinstance(wanted, bool):
         if -len(cols) <= wanted < len(cols):
             return cols[wanted]
-    raise CrowdDataError(f"there is no column {wanted!r} for the {role} ({kwarg}=); columns are {_show(cols)}.",
+    raise CrowdDataError(f"there is no column {wanted!r} for the {role}; columns are {_show(cols)}.",
                          path=path, column=None,
-                         hint=f"give one of the column names (or a 0-based position) as {kwarg}=.")
+                         hint=f"give one of the column names (or a 0-based position) in {opt(kwarg)}.", option=kwarg)
 
 
 def _show(cols: Sequence[Any], n: int = 30) -> str:
@@ -163,14 +163,13 @@ def detect_roles(columns: Sequence[Any], *, item=None, worker=None, label=None, 
         if found:
             msg = (f"{len(found)} columns could be the {role} column: {_show(found)}; "
                    f"the reader does not guess between them.")
-            hint = f"name it explicitly: {call}(..., {role}={str(found[0])!r}) (CLI: --{role} {found[0]})."
+            hint = f"name it with {opt(role)} (e.g. {str(found[0])!r})."
         else:
             msg = (f"no {role} column: none of the columns {_show(cols)} is named like one "
                    f"(expected a name such as {names}).")
-            hint = (f"name it explicitly: {call}(..., {role}='<column>') (CLI: --{role} <column>), "
-                    f"or rename the column.")
+            hint = f"name it with {opt(role)}, or rename the column."
         others = [f"{r} ({'ambiguous' if f else 'missing'})" for r, f in problems[1:]]
         if others:
             msg += " Also: " + ", ".join(others) + "."
-        raise CrowdDataError(msg, path=path, hint=hint)
+        raise CrowdDataError(msg, path=path, hint=hint, option=role)
     return out

@@ -12,34 +12,28 @@ import numpy as np
 import pandas as pd
 
 from ..data import CrowdData, ReadReport
-from ..errors import CrowdDataError
+from ..errors import CrowdDataError, opt
 from ._build import build_crowd, clean_ids, clean_labels
 from ._columns import (ALIASES, MTURK_ANSWER, MTURK_INPUT, _show, candidates, detect_roles, is_id_like,
                        is_truth_name, norm,
                        resolve_explicit, strip_prefix)
 from ._source import DEFAULT_MAX_BYTES, Source, open_source
+from .options import FORMATS, ReadOptions, check_format  # noqa: F401 - FORMATS re-exported
+from .options import resolve as resolve_options
 from ._table import Table, delimiter_name, detect_header, frame_table, is_numberish, read_parquet_table, \
     read_text_table
 
-FORMATS = ("auto", "long", "wide", "mturk", "toloka", "labelstudio")
-_FORMAT_ALIASES = {"label-studio": "labelstudio", "label_studio": "labelstudio", "ls": "labelstudio",
-                   "mechanical_turk": "mturk", "amt": "mturk", "crowd-kit": "long", "crowdkit": "long",
-                   "cleanlab": "wide", "matrix": "wide", "csv": "long"}
 #: wide cells that mean "this worker did not label this item"
 WIDE_MISSING = ("", "-1", "-1.0", "nan", "NaN", "NAN", "None", "none", "null", "NULL")
 
 
 def _check_format(fmt: str) -> str:
-    f = str(fmt).strip().lower()
-    f = _FORMAT_ALIASES.get(f, f)
-    if f not in FORMATS:
-        raise CrowdDataError(f"unknown format {fmt!r}.", hint=f"use one of {list(FORMATS)}.")
-    return f
+    return check_format(fmt)
 
 
-def read_answers(source: Any, *, format: str = "auto", item: Any = None, worker: Any = None, label: Any = None,
-                 classes: Sequence | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                 name: str | None = None) -> CrowdData:
+def read_answers(source: Any, *, format: str | None = None, item: Any = None, worker: Any = None,
+                 label: Any = None, classes: Sequence | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                 name: str | None = None, options: ReadOptions | dict | None = None) -> CrowdData:
     """Read crowd answers into a :class:`~kdcrowd_core.data.CrowdData`.
 
     Parameters
@@ -61,6 +55,10 @@ def read_answers(source: Any, *, format: str = "auto", item: Any = None, worker:
         alphabetical order.
     max_bytes : int
         Refuse files bigger than this (default 1 GiB).
+    options : ReadOptions, optional
+        Every reading choice in one object (columns, format, id transform,
+        label normalisation, duplicates; docs/formats.md, "Reading options").
+        The keyword arguments above, when given, override its fields.
 
     Returns
     -------
@@ -76,18 +74,21 @@ def read_answers(source: Any, *, format: str = "auto", item: Any = None, worker:
         Anything wrong with the file; the message names the file, the line or
         column, what was expected and how to fix it.
     """
-    fmt = _check_format(format)
+    options = resolve_options(options, format=format, item=item, worker=worker, label=label, classes=classes)
+    fmt = options.format
+    item, worker, label = options.item, options.worker, options.label
+    classes = list(options.classes) if options.classes is not None else None
     if isinstance(source, pd.DataFrame):
         table = frame_table(source, name)
         rep = ReadReport(source=table.name)
-        return _dispatch_table(table, fmt, rep, item=item, worker=worker, label=label, classes=classes)
+        return _dispatch_table(table, fmt, rep, item=item, worker=worker, label=label, classes=classes, options=options)
     src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "json"), what="answers")
     rep = ReadReport(source=src.name, encoding=src.encoding)
     if src.kind == "json" or fmt == "labelstudio":
         if src.kind != "json":
-            raise src.error("format='labelstudio' expects a Label Studio JSON export.",
-                            hint="export the project from Label Studio as JSON, or pick another format.")
-        return _read_json(src, fmt, rep, item=item, worker=worker, label=label, classes=classes)
+            raise src.error("the Label Studio layout expects a Label Studio JSON export.",
+                            hint=f"export the project from Label Studio as JSON, or pick another {opt('format')}.")
+        return _read_json(src, fmt, rep, item=item, worker=worker, label=label, classes=classes, options=options)
     if src.kind == "parquet":
         table = read_parquet_table(src, what="answers")
     else:
@@ -96,7 +97,7 @@ def read_answers(source: Any, *, format: str = "auto", item: Any = None, worker:
             header_rule = detect_header
         table, sep = read_text_table(src, header_rule=header_rule, what="answers")
         rep.delimiter = delimiter_name(sep)
-    return _dispatch_table(table, fmt, rep, item=item, worker=worker, label=label, classes=classes)
+    return _dispatch_table(table, fmt, rep, item=item, worker=worker, label=label, classes=classes, options=options)
 
 
 # ----------------------------------------------------------------- format detection
@@ -136,7 +137,7 @@ def _name_found(cols: Sequence[Any], role: str) -> bool:
     return any(norm(c) in names and not (role == "label" and is_truth_name(c)) for c in cols)
 
 
-def _dispatch_table(table: Table, fmt: str, rep: ReadReport, *, item, worker, label, classes) -> CrowdData:
+def _dispatch_table(table: Table, fmt: str, rep: ReadReport, *, item, worker, label, classes, options) -> CrowdData:
     if len(table.df) == 0 or table.blank.all():
         raise CrowdDataError("the file has a header but no data rows." if table.has_header and len(table.df.columns)
                              else "the file has no data rows.", path=table.path,
@@ -152,19 +153,20 @@ def _dispatch_table(table: Table, fmt: str, rep: ReadReport, *, item, worker, la
     rep.format = fmt
     rep.rows_read = int(len(table.df))
     if fmt == "long":
-        return _read_long(table, rep, item=item, worker=worker, label=label, classes=classes)
+        return _read_long(table, rep, item=item, worker=worker, label=label, classes=classes, options=options)
     if fmt == "wide":
         if worker is not None or label is not None:
-            raise CrowdDataError("worker= and label= name columns of long files, but this file is read as wide "
-                                 "(one row per item, one column per worker).", path=table.path,
-                                 hint="pass format='long' if the file has one row per answer.")
-        return _read_wide(table, rep, item=item, classes=classes, auto=auto)
+            raise CrowdDataError("a worker or label column names columns of long files, but this file is read as "
+                                 "wide (one row per item, one column per worker).", path=table.path,
+                                 hint=f"set {opt('format')} to long if the file has one row per answer.",
+                                 option="format")
+        return _read_wide(table, rep, item=item, classes=classes, auto=auto, options=options)
     if fmt == "mturk":
-        return _read_mturk(table, rep, item=item, worker=worker, label=label, classes=classes)
+        return _read_mturk(table, rep, item=item, worker=worker, label=label, classes=classes, options=options)
     if fmt == "toloka":
-        return _read_toloka(table, rep, item=item, worker=worker, label=label, classes=classes)
+        return _read_toloka(table, rep, item=item, worker=worker, label=label, classes=classes, options=options)
     raise CrowdDataError(f"format {fmt!r} does not apply to a table.", path=table.path,  # labelstudio on a table
-                         hint="Label Studio exports are JSON files.")
+                         hint=f"Label Studio exports are JSON files; pick another {opt('format')}.")
 
 
 def _looks_wide(table: Table, item) -> bool:
@@ -194,28 +196,29 @@ def _check_headerless(table: Table) -> None:
             "file (one row per item, class numbers or -1 per worker) nor a long file the reader can map.",
             path=table.path, line=1,
             hint="add a header line such as item,worker,label (long) or item,<worker ids...> (wide), "
-                 "or pass format= with item=, worker=, label= given as 0-based column positions.")
+                 f"or set {opt('format')} and give {opt('item')}, {opt('worker')}, {opt('label')} as 0-based "
+                 "column positions.")
     if df.shape[1] == 3 and not (df.isna().any().any() or df.astype("string").isin(["-1"]).any().any()):
         raise CrowdDataError(
             "the file has no header line and three full columns of numbers: it could be long "
             "(item, worker, label per row) or wide (three workers per item).",
             path=table.path, line=1,
-            hint="add a header line (item,worker,label for long), or pass format='long' with item=0, "
-                 "worker=1, label=2, or format='wide'.")
+            hint=f"add a header line (item,worker,label for long), or set {opt('format')} to long with "
+                 f"{opt('item')} 0, {opt('worker')} 1, {opt('label')} 2, or to wide.", option="format")
 
 
 def _unused_note(rep: ReadReport, cols: Sequence[Any], used: Sequence[Any], call_item: Any = None) -> None:
     truth = [c for c in cols if c not in used and is_truth_name(c)]
     for t in truth:
         rep.notes.append(f"column {t!r} looks like true labels: it is NOT used as an answer; evaluate against it "
-                         f"with read_gold(..., item={str(call_item)!r}, label={str(t)!r}).")
+                         f"by giving this file as gold with {opt('gold_label')} {str(t)!r}.")
     other = [c for c in cols if c not in used and c not in truth]
     if other:
         rep.notes.append(f"columns not used: {_show(other, 12)}")
 
 
 # ----------------------------------------------------------------- long
-def _read_long(table: Table, rep: ReadReport, *, item, worker, label, classes, call="read_answers") -> CrowdData:
+def _read_long(table: Table, rep: ReadReport, *, item, worker, label, classes, options, call="read_answers") -> CrowdData:
     df = table.df
     if not table.has_header and not any(v is not None for v in (item, worker, label)):
         raise CrowdDataError("the file has no header line, so the item, worker and label columns cannot be found.",
@@ -226,7 +229,7 @@ def _read_long(table: Table, rep: ReadReport, *, item, worker, label, classes, c
     rep.columns = {"item": str(roles["item"]), "worker": str(roles["worker"]), "label": str(roles["label"])}
     _unused_note(rep, list(df.columns), list(roles.values()), roles["item"])
     return build_crowd(df[roles["item"]], df[roles["worker"]], df[roles["label"]], report=rep, where=table.where,
-                       columns=roles, path=table.path, classes=classes,
+                       columns=roles, path=table.path, classes=classes, options=options,
                        drop_reasons=[("blank line", table.blank)])
 
 
@@ -242,7 +245,7 @@ def _pick_wide_item(table: Table, item) -> Any:
             return named[0]
         if len(named) > 1:
             raise CrowdDataError(f"{len(named)} columns could be the item column: {_show(named)}.",
-                                 path=table.path, hint=f"name it: read_answers(..., item={str(named[0])!r}).")
+                                 path=table.path, hint=f"name it with {opt('item')} (e.g. {str(named[0])!r}).")
         first = cols[0]
         if str(first).strip() == "" or str(first).lower().startswith("unnamed"):
             return first
@@ -265,6 +268,27 @@ def _pick_wide_item(table: Table, item) -> Any:
     return None
 
 
+_FLOAT_INT = r"\s*-?\d+\.0+\s*"
+
+
+def _float_column_as_ints(col: pd.Series) -> pd.Series:
+    """A worker column written as floats (``1.0``: pandas does so for a column with gaps) -> integers.
+
+    Only when *every* cell of the column has that form, so ``1`` and ``1.0`` inside one column stay distinct.
+    """
+    if pd.api.types.is_float_dtype(col.dtype):
+        v = col.to_numpy(dtype=np.float64)
+        if np.all(np.isfinite(v)) and np.all(np.mod(v, 1) == 0):
+            return pd.Series(v.astype(np.int64), index=col.index)
+        return col
+    if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        return col
+    txt = col.astype("string")
+    if len(txt) and bool(txt.str.fullmatch(_FLOAT_INT).all()):
+        return txt.str.strip().str.replace(r"\.0+$", "", regex=True)
+    return col
+
+
 def _wide_cells(df: pd.DataFrame, cols: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The answered cells of a wide table in row-major order: (row, column, stripped value).
 
@@ -281,25 +305,26 @@ def _wide_cells(df: pd.DataFrame, cols: list) -> tuple[np.ndarray, np.ndarray, n
         if idx.size:
             rows.append(idx)
             cidx.append(np.full(idx.size, j, dtype=np.int64))
-            vals.append(col.iloc[idx].to_numpy(dtype=object))
+            vals.append(_float_column_as_ints(col.iloc[idx]).to_numpy(dtype=object))
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object)
     r, c, v = np.concatenate(rows), np.concatenate(cidx), np.concatenate(vals)
     order = np.argsort(r * len(cols) + c, kind="stable")
     r, c, v = r[order], c[order], v[order]
-    txt = pd.Series(v, dtype=object).astype("string").str.strip()  # padded cells such as " -1"
+    raw = pd.Series(v, dtype=object).astype("string")
+    txt = raw.str.strip()  # padded cells such as " -1" are missing too
     ok = (txt.notna() & ~txt.isin(WIDE_MISSING)).to_numpy()
-    return r[ok], c[ok], txt[ok].to_numpy(dtype=object)
+    return r[ok], c[ok], raw[ok].to_numpy(dtype=object)  # labels as written: normalised by build_crowd
 
 
-def _read_wide(table: Table, rep: ReadReport, *, item, classes, auto: bool) -> CrowdData:
+def _read_wide(table: Table, rep: ReadReport, *, item, classes, options, auto: bool) -> CrowdData:
     df = table.df.loc[~table.blank] if table.blank.any() else table.df
     row_pos = np.flatnonzero(~table.blank)  # file rows of the kept rows
     item_col = _pick_wide_item(table, item)
     ans_cols = [c for c in df.columns if c != item_col]
     if not ans_cols:
         raise CrowdDataError("a wide file needs at least one worker column besides the item column.", path=table.path,
-                             hint="one row per item, one column per worker; or pass format='long'.")
+                             hint=f"one row per item, one column per worker; or set {opt('format')} to long.")
     n, m = len(df), len(ans_cols)
     r, c, labels = _wide_cells(df, ans_cols)
     if table.has_header:
@@ -319,7 +344,7 @@ def _read_wide(table: Table, rep: ReadReport, *, item, classes, auto: bool) -> C
         rep.notes.append("no item-id column: items are numbered by row, 0 to n-1 (blank lines not counted).")
     if auto and table.has_header:
         rep.notes.append("read as wide: one row per item, one column per worker; if the file has one row per "
-                         "answer, pass format='long' and item=, worker=, label=.")
+                         f"answer, set {opt('format')} to long.")
     answered = np.bincount(r, minlength=n) > 0
     if (~answered).any():
         rep.skip("row has no answers (every worker cell empty or -1)", int((~answered).sum()),
@@ -336,14 +361,15 @@ def _read_wide(table: Table, rep: ReadReport, *, item, classes, auto: bool) -> C
     data = build_crowd(it, wk, pd.Series(labels, dtype=object), report=rep,
                        where=lambda p: table.where(pos[np.asarray(p, dtype=np.int64)]),
                        columns={"item": iname, "worker": wname, "label": "<cell values>"}, path=table.path,
-                       classes=classes)
+                       classes=classes, options=options)
     rep.rows_read = int(n)
     if auto and data.n_classes > max(30, data.n_answers // 2):
         raise CrowdDataError(
             f"read as wide (one row per item, one column per worker), the file would have {data.n_classes} "
             f"different labels for {data.n_answers} answers, which does not look like class labels.",
             path=table.path,
-            hint="if the file has one row per answer, pass format='long' with item=, worker=, label=.")
+            hint=f"if the file has one row per answer, set {opt('format')} to long and name the columns with "
+                 f"{opt('item')}, {opt('worker')}, {opt('label')}.", option="format")
     return data
 
 
@@ -372,14 +398,14 @@ def _pick_input_item(table: Table, inputs: list[Any], fallback: Any, rep: ReadRe
         return idl[0]
     if fallback is not None:
         rep.notes.append(f"item = {fallback!r} ({len(cands)} input columns, none clearly an id; "
-                         f"name one with item= to use it instead)" if cands else f"item = {fallback!r}")
+                         f"name one with {opt('item')} to use it instead)" if cands else f"item = {fallback!r}")
         return fallback
     if cands:
         rep.notes.append(f"item = the combination of the input columns {_show(cands)} (no single id column); "
-                         "name one with item= to use it instead")
+                         f"name one with {opt('item')} to use it instead")
         return list(cands)
     raise CrowdDataError(f"no item column: no {platform} input column (and no HITId) among {_show(table.df.columns)}.",
-                         path=table.path, hint="name the item column with item=.")
+                         path=table.path, hint=f"name the item column with {opt('item')}.")
 
 
 def _pick_output(table: Table, outputs: list[Any], platform: str, prefix: str) -> Any:
@@ -390,13 +416,13 @@ def _pick_output(table: Table, outputs: list[Any], platform: str, prefix: str) -
         if len(found) == 1:
             return found[0]
         raise CrowdDataError(f"no label column: no {prefix}* column among {_show(table.df.columns)}.",
-                             path=table.path, hint="name the label column with label=.")
+                             path=table.path, hint=f"name the label column with {opt('label')}.")
     label_names = {n for t in ALIASES["label"] for n in t}
     named = [c for c in outputs if norm(strip_prefix(c)) in label_names]
     if len(named) == 1:
         return named[0]
     raise CrowdDataError(f"{len(outputs)} {platform} answer columns could be the label: {_show(outputs)}.",
-                         path=table.path, hint=f"name it: read_answers(..., label={str(outputs[0])!r}).")
+                         path=table.path, hint=f"name it with {opt('label')} (e.g. {str(outputs[0])!r}).")
 
 
 def _item_values(df: pd.DataFrame, item_col: Any) -> pd.Series:
@@ -416,14 +442,14 @@ def _status_drop(df: pd.DataFrame, col: Any, bad: tuple[str, ...]) -> np.ndarray
     return s.isin(bad).fillna(False).to_numpy(dtype=bool)
 
 
-def _read_mturk(table: Table, rep: ReadReport, *, item, worker, label, classes) -> CrowdData:
+def _read_mturk(table: Table, rep: ReadReport, *, item, worker, label, classes, options) -> CrowdData:
     df = table.df
     cols = list(df.columns)
     wk = resolve_explicit(cols, worker, "worker", path=table.path, kwarg="worker") if worker is not None \
         else _one(cols, "workerid")
     if wk is None:
         raise CrowdDataError(f"no WorkerId column among {_show(cols)}.", path=table.path,
-                             hint="name the worker column with worker=.")
+                             hint=f"name the worker column with {opt('worker')}.")
     if label is not None:
         lb = resolve_explicit(cols, label, "label", path=table.path, kwarg="label")
     else:
@@ -441,21 +467,21 @@ def _read_mturk(table: Table, rep: ReadReport, *, item, worker, label, classes) 
         rep.notes.append(f"column {t!r} looks like true labels: it is NOT used as an answer; evaluate against it "
                          f"with read_gold(path, item={it_name!r}, label={str(t)!r}).")
     return build_crowd(_item_values(df, it), df[wk], df[lb], report=rep, where=table.where,
-                       columns={"item": it_name, "worker": wk, "label": lb}, path=table.path, classes=classes,
+                       columns={"item": it_name, "worker": wk, "label": lb}, path=table.path, classes=classes, options=options,
                        drop_reasons=[("blank line", table.blank),
                                      ("assignment rejected (AssignmentStatus = Rejected)",
                                       _status_drop(df, status, ("rejected",)))])
 
 
 # ----------------------------------------------------------------- Toloka
-def _read_toloka(table: Table, rep: ReadReport, *, item, worker, label, classes) -> CrowdData:
+def _read_toloka(table: Table, rep: ReadReport, *, item, worker, label, classes, options) -> CrowdData:
     df = table.df
     cols = list(df.columns)
     wk = resolve_explicit(cols, worker, "worker", path=table.path, kwarg="worker") if worker is not None \
         else _one(cols, "assignment:worker_id")
     if wk is None:
         raise CrowdDataError(f"no ASSIGNMENT:worker_id column among {_show(cols)}.", path=table.path,
-                             hint="name the worker column with worker=.")
+                             hint=f"name the worker column with {opt('worker')}.")
     lb = resolve_explicit(cols, label, "label", path=table.path, kwarg="label") if label is not None \
         else _pick_output(table, _prefixed(cols, "OUTPUT:"), "Toloka", "OUTPUT:")
     if item is not None:
@@ -472,7 +498,7 @@ def _read_toloka(table: Table, rep: ReadReport, *, item, worker, label, classes)
         gcol = same[0] if same else (golden[0] if len(golden) == 1 else None)
     items = _item_values(df, it)
     data = build_crowd(items, df[wk], df[lb], report=rep, where=table.where,
-                       columns={"item": it_name, "worker": wk, "label": lb}, path=table.path, classes=classes,
+                       columns={"item": it_name, "worker": wk, "label": lb}, path=table.path, classes=classes, options=options,
                        drop_reasons=[("blank line", table.blank),
                                      ("assignment rejected (ASSIGNMENT:status = REJECTED)",
                                       _status_drop(df, status, ("rejected",)))])
@@ -480,15 +506,40 @@ def _read_toloka(table: Table, rep: ReadReport, *, item, worker, label, classes)
         g = pd.DataFrame({"i": items, "g": df[gcol]}).dropna()
         g = g[g["g"].astype("string").str.strip() != ""]
         if len(g):
-            ids = clean_ids(pd.Index(g["i"].astype("string").str.strip().to_numpy()))
-            vals = clean_labels(pd.Index(g["g"].to_numpy(dtype=object)))
-            gs = pd.Series(vals.to_numpy(), index=pd.Index(ids.to_numpy())).dropna()
-            gs = gs[~gs.index.duplicated(keep="last")]
+            ids = clean_ids(pd.Index(g["i"].astype("string").to_numpy()), options.id_transform)
+            vals = clean_labels(pd.Index(g["g"].to_numpy(dtype=object)), options, path=table.path)
+            gs = pd.Series(vals.to_numpy(), index=pd.Index(ids.to_numpy()))
+            pos = g.index.to_numpy()[gs.notna().to_numpy()]
+            gs = gs.dropna()
+            _refuse_conflicting_gold(gs, pos, table, gcol)
+            n_rep = int(gs.index.duplicated().sum())
+            if n_rep:
+                rep.notes.append(f"{n_rep} repeated {gcol!r} labels (the same label for an item again) merged")
+            gs = gs[~gs.index.duplicated(keep="first")]
             known = data.item_ids.get_indexer(gs.index) >= 0
             data = data.with_gold(gs[known], source=table.path)
             data.report[0].columns["gold"] = str(gcol)
             rep.notes.append(f"gold labels for {int(known.sum())} items from {gcol!r} (control tasks)")
     return data
+
+
+def _refuse_conflicting_gold(gs: pd.Series, pos: np.ndarray, table: Table, gcol: Any) -> None:
+    """Different GOLDEN labels for one item are an error, as in a gold file (read_gold)."""
+    dup = gs.index.duplicated(keep=False)
+    if not dup.any():
+        return
+    d = pd.DataFrame({"i": np.asarray(gs.index, dtype=object)[dup], "l": gs.to_numpy(dtype=object)[dup],
+                      "p": pos[dup]})
+    n_lab = d.groupby("i", sort=False)["l"].nunique()
+    bad = n_lab[n_lab > 1]
+    if len(bad):
+        first = bad.index[0]
+        rows = d.loc[d["i"] == first, "p"].to_numpy()
+        seen = sorted(map(str, d.loc[d["i"] == first, "l"].unique()))
+        raise CrowdDataError(f"item {first!r} has different gold labels {seen} in {gcol!r} "
+                             f"({', '.join(table.where(rows))}); {len(bad)} item{'s' if len(bad) != 1 else ''} "
+                             "disagree like this.", path=table.path, column=str(gcol),
+                             hint="correct the control tasks so that each item has one gold label.")
 
 
 # ----------------------------------------------------------------- JSON
@@ -514,7 +565,7 @@ def _load_json(src: Source) -> Any:
         raise src.error("malformed JSON: nested too deeply.", hint="give a Label Studio JSON export.") from None
 
 
-def _read_json(src: Source, fmt: str, rep: ReadReport, *, item, worker, label, classes) -> CrowdData:
+def _read_json(src: Source, fmt: str, rep: ReadReport, *, item, worker, label, classes, options) -> CrowdData:
     obj = _load_json(src)
     if isinstance(obj, dict):
         for key in ("tasks", "data", "results", "annotations", "records"):
@@ -533,7 +584,7 @@ def _read_json(src: Source, fmt: str, rep: ReadReport, *, item, worker, label, c
         raise src.error("the JSON list holds no objects.", hint="give a Label Studio JSON export.")
     is_ls = any(isinstance(t, dict) and ("annotations" in t or "completions" in t) for t in obj[:100])
     if fmt == "labelstudio" or (fmt == "auto" and is_ls):
-        return _read_labelstudio(src, obj, rep, item=item, label=label, classes=classes)
+        return _read_labelstudio(src, obj, rep, item=item, label=label, classes=classes, options=options)
     # a list of flat records: a long table
     bad = [k for k, t in enumerate(obj[:1000]) if not isinstance(t, dict)]
     if bad:
@@ -546,7 +597,7 @@ def _read_json(src: Source, fmt: str, rep: ReadReport, *, item, worker, label, c
     table = Table(df=df, name=src.name, path=src.path, has_header=True, first_line=None, row_word="record",
                   blank=df.isna().all(axis=1).to_numpy())
     return _dispatch_table(table, "long" if fmt == "auto" else fmt, rep, item=item, worker=worker, label=label,
-                           classes=classes)
+                           classes=classes, options=options)
 
 
 def _first_choice(result: Any, from_name: Any) -> tuple[Any, Any, int]:
@@ -565,7 +616,7 @@ def _first_choice(result: Any, from_name: Any) -> tuple[Any, Any, int]:
     return None, None, 0
 
 
-def _read_labelstudio(src: Source, tasks: list, rep: ReadReport, *, item, label, classes) -> CrowdData:
+def _read_labelstudio(src: Source, tasks: list, rep: ReadReport, *, item, label, classes, options) -> CrowdData:
     rep.format = "labelstudio"
     items: list[Any] = []
     workers: list[Any] = []
@@ -632,7 +683,8 @@ def _read_labelstudio(src: Source, tasks: list, rep: ReadReport, *, item, label,
         rep.notes.append(f"{multi} annotations chose several options: the first one is used")
     if len(from_names) > 1 and label is None:
         raise src.error(f"the annotations answer several choice questions {sorted(map(str, from_names))}.",
-                        hint=f"pick one with label=<from_name>, e.g. label={sorted(map(str, from_names))[0]!r}.")
+                        hint=f"pick one with {opt('label')} (the from_name, e.g. "
+                             f"{sorted(map(str, from_names))[0]!r}).")
     rep.columns = {"item": f"data.{item}" if item is not None else "task id", "worker": "completed_by",
                    "label": f"result choices ({', '.join(map(str, sorted(map(str, from_names))))})"}
     if not items:
@@ -643,7 +695,7 @@ def _read_labelstudio(src: Source, tasks: list, rep: ReadReport, *, item, label,
                        pd.Series(labels, dtype=object), report=rep,
                        where=lambda p: list(where_arr[np.asarray(p, dtype=np.int64)][:5]),
                        columns={"item": rep.columns["item"], "worker": "completed_by", "label": "choices"},
-                       path=src.path, classes=classes)
+                       path=src.path, classes=classes, options=options)
 
 
 def is_probably_numeric_table(df: pd.DataFrame) -> bool:

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 
 from ..data import ReadReport
-from ..errors import CrowdDataError
+from ..errors import CrowdDataError, opt
 from ._build import clean_ids, to_plain_index
 from ._columns import ALIASES, _show, is_label_like, norm, resolve_explicit
 from ._source import DEFAULT_MAX_BYTES, Source, open_source
+from .options import ReadOptions
+from .options import resolve as resolve_options
 from ._table import Table, delimiter_name, frame_table, head_lines, is_numberish, read_parquet_table, \
     read_text_table, sniff_delimiter, _split
 
@@ -46,7 +48,7 @@ class Features(tuple):
 
 
 def read_features(source: Any, *, ids: Any = None, item: Any = None, name: str | None = None,
-                  max_bytes: int = DEFAULT_MAX_BYTES) -> Features:
+                  max_bytes: int = DEFAULT_MAX_BYTES, options: ReadOptions | dict | None = None) -> Features:
     """Read item features.
 
     Parameters
@@ -62,6 +64,10 @@ def read_features(source: Any, *, ids: Any = None, item: Any = None, name: str |
         The item-id column of a table (default: detected by name; else the
         first column when it is not numeric; else rows are items 0..n-1).
 
+    options : ReadOptions, optional
+        ``features_item`` and ``feature_ids`` stand for ``item=`` and ``ids=``
+        (which override them); the id transform applies to the ids.
+
     Returns
     -------
     Features
@@ -70,20 +76,25 @@ def read_features(source: Any, *, ids: Any = None, item: Any = None, name: str |
         Label-like columns (``class``, ``label``, ``truth``, ...) are left
         out and noted in ``.report.notes``.
     """
+    o = resolve_options(options)
+    item = item if item is not None else o.features_item
+    ids = ids if ids is not None else o.feature_ids
+    steps = o.id_transform
     if isinstance(source, np.ndarray):
         rep = ReadReport(source=name or "<array>", format="features")
-        return _from_array(source, ids, rep, None, max_bytes)
+        return _from_array(source, ids, rep, None, max_bytes, steps)
     if isinstance(source, pd.DataFrame):
         table = frame_table(source, name)
         rep = ReadReport(source=table.name, format="features")
-        return _from_table(table, rep, item=item, ids=ids)
+        return _from_table(table, rep, item=item, ids=ids, steps=steps)
     src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "npy"), what="features")
     rep = ReadReport(source=src.name, format="features", encoding=src.encoding)
     if src.kind == "npy":
         if item is not None:
-            raise src.error("item= names a column of a table, but a .npy array has no columns.",
-                            hint="pass the row ids with ids= (a list or a text file with one id per line).")
-        return _from_array(load_npy(src), ids, rep, src, max_bytes)
+            raise src.error("an item column was named, but a .npy array has no columns.",
+                            hint=f"clear {opt('features_item')} and give the row ids with {opt('feature_ids')} "
+                                 "(a text file with one id per line).", option="feature_ids")
+        return _from_array(load_npy(src), ids, rep, src, max_bytes, steps)
     if src.kind == "parquet":
         table = read_parquet_table(src, what="features")
     else:
@@ -104,9 +115,10 @@ def read_features(source: Any, *, ids: Any = None, item: Any = None, name: str |
         table, sep = read_text_table(src, header=header, sep=sep, dtype=dtype, what="features")
         rep.delimiter = delimiter_name(sep)
     if ids is not None:
-        raise CrowdDataError("ids= is for .npy arrays; a table names its item column with item=.", path=table.path,
-                             hint="drop ids=, or pass item='<id column>'.")
-    return _from_table(table, rep, item=item, ids=None)
+        raise CrowdDataError("ids are given for .npy arrays only; a table names its item column.", path=table.path,
+                             hint=f"clear {opt('feature_ids')}; name the table's item column with "
+                                  f"{opt('features_item')} if it is not found.", option="feature_ids")
+    return _from_table(table, rep, item=item, ids=None, steps=steps)
 
 
 def load_npy(src: Source) -> np.ndarray:
@@ -125,7 +137,7 @@ def load_npy(src: Source) -> np.ndarray:
     return arr
 
 
-def _read_ids(ids: Any, n: int, max_bytes: int, where: str | None) -> pd.Index:
+def _read_ids(ids: Any, n: int, max_bytes: int, where: str | None, steps: tuple = ()) -> pd.Index:
     if isinstance(ids, (str, os.PathLike)) or hasattr(ids, "read") or isinstance(ids, (bytes, bytearray)):
         src = open_source(ids, name=None, max_bytes=max_bytes, kinds=("text",), what="item ids")
         lines = src.text.decode("utf-8").splitlines()
@@ -135,7 +147,7 @@ def _read_ids(ids: Any, n: int, max_bytes: int, where: str | None) -> pd.Index:
         if blank:
             raise src.error("blank line in the ids file (one item id per line expected).", line=blank[0],
                             hint="remove the blank line, or write the missing id.")
-        vals = pd.Index(clean_ids(pd.Index([ln.strip() for ln in lines])).to_numpy(dtype=object))
+        vals = pd.Index(clean_ids(pd.Index(lines), steps).to_numpy(dtype=object))
         label = src.name
     else:
         try:
@@ -144,7 +156,7 @@ def _read_ids(ids: Any, n: int, max_bytes: int, where: str | None) -> pd.Index:
             raise CrowdDataError(f"ids= must be a sequence of item ids or a path, not {type(ids).__name__}.",
                                  path=where) from None
         vals = pd.Index(clean_ids(pd.Index([str(v) if not isinstance(v, (int, np.integer)) else int(v)
-                                            for v in raw], dtype=object)).to_numpy(dtype=object))
+                                            for v in raw], dtype=object), steps).to_numpy(dtype=object))
         label = "ids="
     if len(vals) != n:
         raise CrowdDataError(f"{label} gives {len(vals)} item ids but the features have {n} rows.", path=where,
@@ -152,7 +164,8 @@ def _read_ids(ids: Any, n: int, max_bytes: int, where: str | None) -> pd.Index:
     return to_plain_index(vals)
 
 
-def _from_array(arr: np.ndarray, ids: Any, rep: ReadReport, src: Source | None, max_bytes: int) -> Features:
+def _from_array(arr: np.ndarray, ids: Any, rep: ReadReport, src: Source | None, max_bytes: int,
+                steps: tuple = ()) -> Features:
     where = None if src is None else src.path
     if arr.dtype.kind not in "biuf":
         raise CrowdDataError(f"features must be numbers; the array has dtype {arr.dtype}.", path=where,
@@ -172,7 +185,7 @@ def _from_array(arr: np.ndarray, ids: Any, rep: ReadReport, src: Source | None, 
         r, c = np.argwhere(bad)[0]
         raise CrowdDataError(f"features contain {int(bad.sum())} NaN or infinite values, first at row {int(r)}, "
                              f"column {int(c)}.", path=where, hint="fill or drop the missing feature values.")
-    index = pd.Index(np.arange(n, dtype=np.int64)) if ids is None else _read_ids(ids, n, max_bytes, where)
+    index = pd.Index(np.arange(n, dtype=np.int64)) if ids is None else _read_ids(ids, n, max_bytes, where, steps)
     if ids is None:
         rep.notes.append("no ids given: rows are items 0..n-1")
     _check_unique(index, where, lambda p: [f"row {int(x)}" for x in p[:5]])
@@ -197,14 +210,14 @@ def _check_unique(index: pd.Index, path, where) -> None:
 
 def _item_by_name(cols: list, item, path) -> Any:
     if item is not None:
-        return resolve_explicit(cols, item, "item", path=path, kwarg="item")
+        return resolve_explicit(cols, item, "item", path=path, kwarg="features_item")
     for names in ALIASES["item"]:
         found = [c for c in cols if norm(c) in names]
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
             raise CrowdDataError(f"{len(found)} columns could be the item id: {_show(found)}.", path=path,
-                                 hint=f"name it: read_features(..., item={str(found[0])!r}).")
+                                 hint=f"name it with {opt('features_item')} (e.g. {str(found[0])!r}).")
     first = cols[0]
     if str(first).strip() == "" or str(first).lower().startswith("unnamed"):
         return first
@@ -214,7 +227,7 @@ def _item_by_name(cols: list, item, path) -> Any:
 def _pick_item(table: Table, item) -> Any:
     cols = list(table.df.columns)
     if item is not None:
-        return resolve_explicit(cols, item, "item", path=table.path, kwarg="item")
+        return resolve_explicit(cols, item, "item", path=table.path, kwarg="features_item")
     if not table.has_header:
         first = table.df[cols[0]]
         return cols[0] if not pd.api.types.is_numeric_dtype(first.dtype) else None
@@ -228,7 +241,7 @@ def _pick_item(table: Table, item) -> Any:
     return None
 
 
-def _from_table(table: Table, rep: ReadReport, *, item, ids) -> Features:
+def _from_table(table: Table, rep: ReadReport, *, item, ids, steps: tuple = ()) -> Features:
     df = table.df
     path = table.path
     if len(df) == 0 or table.blank.all():
@@ -239,7 +252,7 @@ def _from_table(table: Table, rep: ReadReport, *, item, ids) -> Features:
     feat_cols = [c for c in df.columns if c != item_col and c not in excluded]
     for c in excluded:
         rep.notes.append(f"column {c!r} looks like labels: left out of the features "
-                         f"(read it with read_gold(..., label={str(c)!r}) to use it as gold)")
+                         f"(give this file as gold with {opt('gold_label')} {str(c)!r} to use it as gold)")
     if not feat_cols:
         raise CrowdDataError(f"no feature columns: the columns are {_show(df.columns)}.", path=path,
                              hint="give the item id column and one column per numeric feature.")
@@ -263,7 +276,7 @@ def _from_table(table: Table, rep: ReadReport, *, item, ids) -> Features:
         k = int(np.flatnonzero(badm)[0])
         line = table.line(int(pos[k]))
         hint = ("features must be numbers; drop text columns other than the item id"
-                + (", or name the item-id column with item=" if item is None else "") + ".")
+                + (f", or name the item-id column with {opt('features_item')}" if item is None else "") + ".")
         raise CrowdDataError(f"non-numeric feature value {str(txt.iloc[k])!r} ({int(badm.sum())} such values in this "
                              "column).", path=path, line=line, column=c, hint=hint)
     try:
@@ -283,11 +296,12 @@ def _from_table(table: Table, rep: ReadReport, *, item, ids) -> Features:
                              column=feat_cols[c], hint="rescale the feature.")
     if item_col is None:
         index = pd.Index(np.arange(len(df), dtype=np.int64))
-        rep.notes.append("no item-id column: rows are items 0..n-1; name the id column with item= if there is one")
+        rep.notes.append("no item-id column: rows are items 0..n-1; name the id column with "
+                         f"{opt('features_item')} if there is one")
     else:
         raw = df[item_col]
         ids_clean = clean_ids(pd.Index(raw.astype("string").to_numpy(dtype=object)
-                                       if not pd.api.types.is_numeric_dtype(raw.dtype) else raw.to_numpy()))
+                                       if not pd.api.types.is_numeric_dtype(raw.dtype) else raw.to_numpy()), steps, rep.notes)
         vals = ids_clean.to_numpy(dtype=object)
         miss = pd.isna(vals)
         if miss.any():

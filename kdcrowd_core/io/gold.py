@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 
 from ..data import ReadReport
-from ..errors import CrowdDataError
+from ..errors import CrowdDataError, opt
 from ._build import clean_ids, clean_labels, to_plain_index
 from ._columns import ALIASES, GOLD_LABEL_TIERS, MTURK_INPUT, _show, is_truth_name, norm, resolve_explicit
 from ._source import DEFAULT_MAX_BYTES, open_source
+from .options import ReadOptions
+from .options import resolve as resolve_options
 from ._table import Table, delimiter_name, detect_header, frame_table, read_parquet_table, read_text_table
 
 
@@ -20,7 +22,7 @@ def _gold_header(rows: list[list[str]]) -> bool:
 
 
 def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | None = None,
-              max_bytes: int = DEFAULT_MAX_BYTES) -> pd.Series:
+              max_bytes: int = DEFAULT_MAX_BYTES, options: ReadOptions | dict | None = None) -> pd.Series:
     """Read gold (true) labels: a Series item id -> label.
 
     Accepted layouts (docs/formats.md, "Gold"):
@@ -35,6 +37,11 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
     * an MTurk batch file with a truth-like ``Input.*`` column, a Toloka file
       with ``GOLDEN:*`` columns.
 
+    ``options`` (:class:`~kdcrowd_core.io.options.ReadOptions`): ``gold_item``,
+    ``gold_label`` name the columns (``item=``/``label=`` override them); the
+    id transform and the label normalisation (label map included) apply as
+    for the answers.
+
     Returns
     -------
     pandas.Series
@@ -44,14 +51,17 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
         repeated items must agree.  ``series.attrs["report"]`` is the
         :class:`~kdcrowd_core.data.ReadReport`.
     """
+    o = resolve_options(options)
+    item = item if item is not None else o.gold_item
+    label = label if label is not None else o.gold_label
     if isinstance(source, pd.Series):
         rep = ReadReport(source=name or "<Series>", format="gold")
         return _finish(pd.Series(source.to_numpy(dtype=object)), pd.Series(np.asarray(source.index, dtype=object)),
-                       rep, None, lambda p: [f"row {int(x) + 1}" for x in p[:5]])
+                       rep, None, lambda p: [f"row {int(x) + 1}" for x in p[:5]], options=o)
     if isinstance(source, pd.DataFrame):
         table = frame_table(source, name)
         rep = ReadReport(source=table.name, format="gold")
-        return _from_table(table, rep, item=item, label=label)
+        return _from_table(table, rep, item=item, label=label, options=o)
     src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "json", "npy"), what="gold")
     rep = ReadReport(source=src.name, format="gold", encoding=src.encoding)
     if src.kind == "npy":
@@ -64,7 +74,7 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
         rep.columns = {"item": "<row number>", "label": "<array values>"}
         rep.rows_read = int(arr.size)
         return _finish(pd.Series(arr.astype(object)), pd.Series(np.arange(arr.size, dtype=np.int64)), rep, src.path,
-                       lambda p: [f"row {int(x)}" for x in p[:5]])
+                       lambda p: [f"row {int(x)}" for x in p[:5]], options=o)
     if src.kind == "json":
         try:
             obj = json.loads(src.text.decode("utf-8"))
@@ -76,12 +86,12 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
             rep.rows_read = len(obj)
             keys = list(obj)
             return _finish(pd.Series(list(obj.values()), dtype=object), pd.Series(keys, dtype=object), rep, src.path,
-                           lambda p: [f"key {keys[int(x)]!r}" for x in p[:5]])
+                           lambda p: [f"key {keys[int(x)]!r}" for x in p[:5]], options=o)
         if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
             df = pd.DataFrame.from_records(obj)
             table = Table(df=df, name=src.name, path=src.path, has_header=True, first_line=None, row_word="record",
                           blank=df.isna().all(axis=1).to_numpy())
-            return _from_table(table, rep, item=item, label=label)
+            return _from_table(table, rep, item=item, label=label, options=o)
         raise src.error("gold JSON must be an object {item: label} or a list of records with item and label.",
                         hint="e.g. {\"img1\": \"cat\", \"img2\": \"dog\"}.")
     if src.kind == "parquet":
@@ -89,10 +99,10 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
     else:
         table, sep = read_text_table(src, header_rule=_gold_header, what="gold")
         rep.delimiter = delimiter_name(sep)
-    return _from_table(table, rep, item=item, label=label)
+    return _from_table(table, rep, item=item, label=label, options=o)
 
 
-def _from_table(table: Table, rep: ReadReport, *, item, label) -> pd.Series:
+def _from_table(table: Table, rep: ReadReport, *, item, label, options: ReadOptions) -> pd.Series:
     df = table.df
     rep.rows_read = int(len(df))
     if len(df) == 0 or table.blank.all():
@@ -113,15 +123,16 @@ def _from_table(table: Table, rep: ReadReport, *, item, label) -> pd.Series:
         rep.skip("blank line", int(table.blank.sum()), table.where(np.flatnonzero(table.blank)))
     pos = np.flatnonzero(keep)
     return _finish(labels.iloc[pos].reset_index(drop=True), ids.iloc[pos].reset_index(drop=True), rep, table.path,
-                   lambda p: table.where(pos[np.asarray(p, dtype=np.int64)]), label_col=label_col)
+                   lambda p: table.where(pos[np.asarray(p, dtype=np.int64)]), label_col=label_col,
+                   options=options)
 
 
 def _gold_columns(table: Table, item, label) -> tuple[Any, Any]:
     df = table.df
     cols = list(df.columns)
     path = table.path
-    it = resolve_explicit(cols, item, "item", path=path, kwarg="item") if item is not None else None
-    lb = resolve_explicit(cols, label, "label", path=path, kwarg="label") if label is not None else None
+    it = resolve_explicit(cols, item, "item", path=path, kwarg="gold_item") if item is not None else None
+    lb = resolve_explicit(cols, label, "label", path=path, kwarg="gold_label") if label is not None else None
     if it is not None and lb is not None:
         return it, lb
     if not table.has_header:
@@ -156,7 +167,7 @@ def _gold_columns(table: Table, item, label) -> tuple[Any, Any]:
             if len(cols) == 2:
                 return [c for c in cols if c != lb][0], lb
             raise CrowdDataError(f"no item column: none of {_show(cols)} is named like one (item, task, question, "
-                                 "id, ...).", path=path, hint="name it: read_gold(..., item='<column>').")
+                                 "id, ...).", path=path, hint=f"name it with {opt('gold_item')}.", option="gold_item")
     return it, lb
 
 
@@ -168,23 +179,24 @@ def _pick(cols, tiers, exclude, role, path, allow_missing=False):
             return found[0]
         if len(found) > 1:
             raise CrowdDataError(f"{len(found)} columns could be the gold {role}: {_show(found)}.", path=path,
-                                 hint=f"name it: read_gold(..., {role}={str(found[0])!r}).")
+                                 hint=f"name it with {opt('gold_' + role)} (e.g. {str(found[0])!r}).")
     if allow_missing:
         return None
     if len(cols) == 2:
         return [c for c in cols if str(c) not in ex][-1]
     raise CrowdDataError(f"no gold {role} column: none of {_show(cols)} is named like one "
                          f"({', '.join(tiers[0][:6])}, label, class, ...).", path=path,
-                         hint=f"name it: read_gold(..., {role}='<column>').")
+                         hint=f"name it with {opt('gold_' + role)}.")
 
 
-def _finish(labels: pd.Series, ids: pd.Series, rep: ReadReport, path, where, label_col=None) -> pd.Series:
+def _finish(labels: pd.Series, ids: pd.Series, rep: ReadReport, path, where, label_col=None, *,
+            options: ReadOptions) -> pd.Series:
     ic, iu = pd.factorize(ids, use_na_sentinel=True)
     ic = np.asarray(ic, dtype=np.int64)
-    id_clean = clean_ids(pd.Index(iu))
+    id_clean = clean_ids(pd.Index(iu), options.id_transform, rep.notes)
     lc, lu = pd.factorize(labels, use_na_sentinel=True)
     lc = np.asarray(lc, dtype=np.int64)
-    lab_clean = clean_labels(pd.Index(lu))
+    lab_clean = clean_labels(pd.Index(lu), options, rep.notes, path)
     id_vals = np.where(ic >= 0, ic, 0)
     idv = id_clean.to_numpy(dtype=object)[id_vals] if len(id_clean) else np.array([None] * len(ic), dtype=object)
     idv[ic < 0] = None

@@ -12,10 +12,13 @@ from ._source import DEFAULT_MAX_BYTES, describe_source
 from .answers import read_answers
 from .features import read_features
 from .gold import read_gold
+from .options import ReadOptions
+from .options import resolve as resolve_options
 
 
 def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_ids: Any = None,
-               allow_unknown_items: bool = False, **read_kwargs: Any) -> CrowdData:
+               allow_unknown_items: bool = False, options: ReadOptions | dict | None = None,
+               **read_kwargs: Any) -> CrowdData:
     """Read answers, then attach gold labels and item features.
 
     Parameters
@@ -28,6 +31,8 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
         ``False``: gold labels or feature rows for items that have no answers are
         an error (usually the ids of the two files do not match).  ``True``:
         they are ignored (noted in the report) — e.g. features of unlabelled items.
+    options : ReadOptions, optional
+        How to read all three files (docs/formats.md, "Reading options").
     **read_kwargs
         Passed to :func:`read_answers` (``format``, ``item``, ``worker``,
         ``label``, ``classes``, ``max_bytes``, ``name``).
@@ -43,11 +48,12 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
         Bad files; gold or features for unknown items; features missing for
         some answered items; non-numeric features.  Messages name the file.
     """
-    data = read_answers(answers, **read_kwargs)
+    o = resolve_options(options, feature_ids=feature_ids)
+    data = read_answers(answers, options=o, **read_kwargs)
     max_bytes = read_kwargs.get("max_bytes", DEFAULT_MAX_BYTES)
     if gold is not None:
         g_name = describe_source(gold) if not isinstance(gold, pd.Series) else "<gold Series>"
-        g = gold if isinstance(gold, pd.Series) else read_gold(gold, max_bytes=max_bytes)
+        g = gold if isinstance(gold, pd.Series) else read_gold(gold, max_bytes=max_bytes, options=o)
         rep = g.attrs.get("report") if isinstance(g.attrs.get("report"), ReadReport) else None
         src = None if g_name.startswith("<") else g_name
         n_before = len(data.report)
@@ -63,7 +69,7 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
             X, ids, names = features
             f_name, rep = "<features>", None
         else:
-            f = read_features(features, ids=feature_ids, max_bytes=max_bytes)
+            f = read_features(features, max_bytes=max_bytes, options=o)
             X, ids, names = f
             f_name, rep = f.report.source, f.report
         src = None if f_name.startswith("<") else f_name

@@ -63,9 +63,10 @@ def _atomic_write(p: Path, payload: bytes) -> Path:
     return p
 
 
-def _table_bytes(df: pd.DataFrame, fmt: str, index: bool) -> bytes:
+def _table_bytes(df: pd.DataFrame, fmt: str, index: bool, guard: bool = True) -> bytes:
     if fmt in ("csv", "tsv"):
-        return df.to_csv(index=index, sep="," if fmt == "csv" else "\t", lineterminator="\n").encode("utf-8")
+        from .csv_guard import csv_bytes
+        return csv_bytes(df, guard=guard, index=index, sep="," if fmt == "csv" else "\t")
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -85,15 +86,18 @@ def _table_bytes(df: pd.DataFrame, fmt: str, index: bool) -> bytes:
     return buf.getvalue()
 
 
-def write_table(df: pd.DataFrame, path: Any, *, format: str | None = None, index: bool = False) -> Path | None:
+def write_table(df: pd.DataFrame, path: Any, *, format: str | None = None, index: bool = False,
+                guard: bool = True) -> Path | None:
     """Write a DataFrame as CSV, TSV (``.tsv``/``.tab``/``.txt``) or Parquet, chosen by extension.
 
+    CSV/TSV cells that would start a spreadsheet formula are neutralised
+    (:mod:`kdcrowd_core.io.csv_guard`) unless ``guard=False``.
     Returns the path written (``None`` for a file object).
     """
     if not isinstance(df, pd.DataFrame):
         raise CrowdDataError(f"write_table needs a DataFrame, got {type(df).__name__}.")
     p, fmt = _target(path, format, TABLE_FORMATS, "table")
-    payload = _table_bytes(df, fmt, index)
+    payload = _table_bytes(df, fmt, index, guard)
     if p is None:
         _write_to(path, payload)
         return None
@@ -107,10 +111,10 @@ def _write_to(f: Any, payload: bytes) -> None:
         f.write(payload.decode("utf-8"))
 
 
-def write_answers(data: Any, path: Any, *, format: str | None = None) -> Path | None:
+def write_answers(data: Any, path: Any, *, format: str | None = None, guard: bool = True) -> Path | None:
     """Write answers as a long table ``task, worker, label`` with the user's ids and label names."""
     from ..data import as_crowd_data
-    return write_table(as_crowd_data(data).to_frame(), path, format=format)
+    return write_table(as_crowd_data(data).to_frame(), path, format=format, guard=guard)
 
 
 def to_jsonable(obj: Any) -> Any:

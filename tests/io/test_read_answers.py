@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from kdcrowd_core.data import CrowdData
-from kdcrowd_core.io import read_answers
+from kdcrowd_core.io import ReadOptions, read_answers
 
 LONG = [("t1", "w1", "cat"), ("t1", "w2", "dog"), ("t1", "w3", "cat"),
         ("t2", "w1", "dog"), ("t2", "w2", "dog"), ("t3", "w3", "bird")]
@@ -146,7 +146,10 @@ def test_missing_labels_blank_lines_and_duplicates_are_reported():
            b",c,cat\n"         # line 8: no item
            b"3,a,  \n"         # line 9: whitespace-only label
            b"3,b,cat\n")
-    d = read_answers(raw, name="x.csv")
+    every = read_answers(raw, name="x.csv")  # default duplicates="all": both answers of (1, a) count
+    assert every.n_answers == 4 and every.report[0].duplicates == 0
+    assert any("repeated (item, worker) answers all count" in n for n in every.report[0].notes)
+    d = read_answers(raw, name="x.csv", options=ReadOptions(duplicates="last"))
     rep = d.report[0]
     assert rep.rows_read == 9
     assert d.n_answers == 3 and rep.answers == 3
@@ -206,7 +209,7 @@ def test_big_file_uses_the_fast_path_and_matches(tmp_path):
     p = tmp_path / "big.csv"
     df.to_csv(p, index=False)
     assert p.stat().st_size > 1 << 20
-    d = read_answers(p)
+    d = read_answers(p, options=ReadOptions(duplicates="last"))
     last = df.drop_duplicates(["task", "worker"], keep="last")
     assert d.n_answers == len(last) and d.report[0].duplicates == n - len(last)
     back = d.to_frame().sort_values(["task", "worker"]).reset_index(drop=True)
