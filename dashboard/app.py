@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard
 
 import streamlit as st  # noqa: E402
 
-from dashboard import frame  # noqa: E402
+from dashboard import frame, state  # noqa: E402
 
 st.set_page_config(page_title="kdcrowd — crowd label quality", page_icon=":material/groups:", layout="wide")
 
@@ -29,5 +29,6 @@ pages = [
     st.Page("app_pages/results.py", title="Results", icon=":material/leaderboard:"),
 ]
 page = st.navigation(pages)
+state.follow_url()   # the dataset in the page address (?dataset=<id>) is the one every page shows
 frame.sidebar()
 page.run()

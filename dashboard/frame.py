@@ -14,6 +14,8 @@ def sidebar() -> None:
         except Exception as exc:  # noqa: BLE001 - the sample failing must not take the app down
             st.error(f"Could not load the sample data: {text.md(exc)}")
             return
+        if st.session_state.get(state.URL_ERROR):
+            st.warning(text.md(st.session_state.pop(state.URL_ERROR)), icon=":material/link_off:")
         training.ensure_sample_run(ds)   # first open on the sample: register the pre-computed run (once)
         c = ds.crowd
         st.markdown(f"**Data:** {text.md(ds.name)}")

@@ -119,7 +119,7 @@ class JobManager:
             return [j for j in self._jobs.values() if j.is_active]
 
     def start(self, fn: Callable[[JobContext], Any], *, config: dict, dataset: str = "",
-              dataset_key: str = "") -> Job:
+              dataset_key: str = "", dataset_id: str = "") -> Job:
         """Create a run in the store and start ``fn`` in a daemon thread.
 
         Raises RuntimeError when ``max_active`` runs are already going.
@@ -127,7 +127,7 @@ class JobManager:
         with self._lock:
             if sum(j.is_active for j in self._jobs.values()) >= self.max_active:
                 raise RuntimeError("a training run is already going; wait for it or cancel it first.")
-            rec = self.store.create(config=config, dataset=dataset, dataset_key=dataset_key)
+            rec = self.store.create(config=config, dataset=dataset, dataset_key=dataset_key, dataset_id=dataset_id)
             job = Job(run_id=rec.id, run_dir=self.store.run_dir(rec.id))
             self._jobs[rec.id] = job
         t = threading.Thread(target=self._run, args=(job, fn), name=f"kdcrowd-run-{rec.id}", daemon=True)

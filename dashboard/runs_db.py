@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
     device      TEXT,
     summary     TEXT,
     error       TEXT,
-    result_dir  TEXT
+    result_dir  TEXT,
+    dataset_id  TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -86,6 +87,7 @@ class RunRecord:
     summary: dict[str, Any] | None = None
     error: str | None = None
     result_dir: str | None = None
+    dataset_id: str = ""     # the stored dataset (dashboard/datasets_db.py) it was trained on
 
     @property
     def duration(self) -> float | None:
@@ -123,6 +125,9 @@ class RunStore:
         (self.home / "runs").mkdir(exist_ok=True)
         with self._connect() as con:
             con.executescript(_SCHEMA)
+            cols = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
+            if "dataset_id" not in cols:   # a store made before datasets were stored
+                con.execute("ALTER TABLE runs ADD COLUMN dataset_id TEXT NOT NULL DEFAULT ''")
 
     # ------------------------------------------------------------ plumbing
     def _connect(self) -> sqlite3.Connection:
@@ -152,19 +157,21 @@ class RunStore:
         (e.g. a symlink) that leaves the data directory."""
         return paths.confined(self.home / "runs", paths.check_id("run", run_id))
 
-    def create(self, *, config: dict[str, Any], dataset: str = "", dataset_key: str = "") -> RunRecord:
+    def create(self, *, config: dict[str, Any], dataset: str = "", dataset_key: str = "",
+               dataset_id: str = "") -> RunRecord:
         """Insert a new queued run and create its folder."""
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         d = self.run_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
-        self._exec("INSERT INTO runs (id, created, status, dataset, dataset_key, config, result_dir) "
-                   "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                   (run_id, time.time(), dataset, dataset_key, _json(config), str(d)))
+        self._exec("INSERT INTO runs (id, created, status, dataset, dataset_key, config, result_dir, dataset_id) "
+                   "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                   (run_id, time.time(), dataset, dataset_key, _json(config), str(d), dataset_id))
         return self.get(run_id)
 
     def import_run(self, run_id: str, *, marker: str, status: str = "done", created: float | None = None,
                    started: float | None = None, finished: float | None = None, dataset: str = "",
-                   dataset_key: str = "", config: dict[str, Any] | None = None, device: str | None = None,
+                   dataset_key: str = "", dataset_id: str = "", config: dict[str, Any] | None = None,
+                   device: str | None = None,
                    summary: dict[str, Any] | None = None, result_dir: str | None = None,
                    events: list[tuple[float, str, dict[str, Any]]] = ()) -> bool:
         """Register a run computed elsewhere (e.g. the bundled sample run), at most once per ``marker``.
@@ -186,10 +193,10 @@ class RunStore:
                 con.execute("ROLLBACK")
                 return False
             con.execute("INSERT OR IGNORE INTO runs (id, created, started, finished, status, dataset, dataset_key, "
-                        "config, device, summary, result_dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "config, device, summary, result_dir, dataset_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (run_id, time.time() if created is None else created, started, finished, status, dataset,
                          dataset_key, _json(config or {}), device, None if summary is None else _json(summary),
-                         result_dir))
+                         result_dir, dataset_id))
             con.executemany("INSERT OR IGNORE INTO events (run_id, seq, t, kind, payload) VALUES (?, ?, ?, ?, ?)",
                             [(run_id, i + 1, float(t), kind, _json(payload))
                              for i, (t, kind, payload) in enumerate(events)])

@@ -13,6 +13,8 @@ are never parsed twice, whatever their name), analyses by dataset key.
 from __future__ import annotations
 
 import hashlib
+import threading
+import json
 from concurrent.futures import Future, ThreadPoolExecutor
 import io as _io
 from dataclasses import dataclass, field, replace
@@ -29,6 +31,8 @@ from kdcrowd_core.data import CrowdData, ReadReport
 from kdcrowd_core.errors import CrowdDataError
 
 from .analysis import Analysis, compute_analysis
+from .datasets_db import DatasetRecord, DatasetStore, check_dataset_id, new_dataset_id
+from .runs_db import data_home
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "sample_data"
@@ -38,14 +42,24 @@ KINDS: dict[str, str] = {
     "answers": "Annotations (who labelled what)",
     "features": "Item features (optional)",
     "gold": "Gold labels (optional)",
+    "valid_features": "Validation split: features (optional)",
+    "valid_gold": "Validation split: gold labels (optional)",
     "test_features": "Test split: features (optional)",
     "test_gold": "Test split: gold labels (optional)",
 }
 SAMPLE_FILES = {"answers": "answers.csv", "features": "features.csv", "gold": "gold.csv",
                 "test_features": "test_features.csv", "test_gold": "test_gold.csv"}
 
+#: The order files are applied in when a stored dataset is reopened.
+APPLY_ORDER = ("answers", "features", "gold", "valid_features", "valid_gold", "test_features", "test_gold")
+#: Split-part kinds and the Dataset field each fills.
+OPTIONAL_FIELDS = {"features": "features", "gold": "gold", "valid_features": "valid_features",
+                   "valid_gold": "valid_gold", "test_features": "test_features", "test_gold": "test_gold"}
+
 # session-state keys
 DATASET = "kdc_dataset"
+URL_SYNCED = "kdc_url_dataset"      # the dataset id this session last wrote into the page address
+URL_ERROR = "kdc_url_error"
 UPLOAD_ERROR = "kdc_upload_error"
 UPLOAD_NOTICE = "kdc_upload_notice"
 PENDING = "kdc_pending_uploads"
@@ -86,6 +100,12 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     is_sample: bool = False
     file_reports: dict[str, ReadReport] = field(default_factory=dict)
+    valid_features: tuple[np.ndarray, pd.Index, list[str] | None] | None = None
+    valid_gold: pd.Series | None = None
+    #: the dataset's id in the store (``""`` until stored); the page URL carries it
+    id: str = ""
+    #: reading options per file kind (JSON-able dicts), re-applied when the dataset is reopened
+    options: dict[str, dict] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -109,6 +129,19 @@ class Dataset:
     def test_ids(self) -> pd.Index | None:
         return None if self.test_features is None else self.test_features[1]
 
+    @property
+    def has_valid(self) -> bool:
+        return self.valid_features is not None and self.valid_gold is not None
+
+    def valid_split(self) -> tuple[np.ndarray, np.ndarray, pd.Index] | None:
+        """``(X_valid float32, y_valid codes, ids)`` of the validation items with a label, or None."""
+        if not self.has_valid:
+            return None
+        X, ids, _ = self.valid_features
+        y = test_codes(self.valid_gold, ids, self.crowd.classes)
+        keep = y >= 0
+        return np.ascontiguousarray(X[keep], dtype=np.float32), y[keep], ids[keep]
+
     def test_split(self) -> tuple[np.ndarray, np.ndarray | None, pd.Index] | None:
         """``(X_test float32, y_test codes or None (-1 = unknown), test_ids)`` for the trainer, or None."""
         if self.test_features is None:
@@ -121,24 +154,26 @@ class Dataset:
 
 
 # ------------------------------------------------------------------ parsing
-def parse_file(kind: str, payload: bytes, name: str) -> Any:
-    """Read one uploaded file with the core readers.  Raises CrowdDataError on bad input."""
+def parse_file(kind: str, payload: bytes, name: str, options: dict | None = None) -> Any:
+    """Read one uploaded file with the core readers and its reading ``options``.  Raises CrowdDataError."""
     if kind not in KINDS:
         raise CrowdDataError(f"unknown upload kind {kind!r}.", hint=f"use one of {list(KINDS)}.")
     if not payload:
         raise CrowdDataError("the file is empty.", path=name, hint="upload a file with a header and rows.")
     src = _io.BytesIO(payload)
+    opts = dict(options or {})
     if kind == "answers":
-        return kio.read_answers(src, name=name)
-    if kind in ("gold", "test_gold"):
+        return kio.read_answers(src, name=name, **{k: v for k, v in opts.items()
+                                                    if k in ("format", "item", "worker", "label") and v is not None})
+    if kind in ("gold", "valid_gold", "test_gold"):
         return kio.read_gold(src, name=name)
     return kio.read_features(src, name=name)   # (X float32, ids, names) with .report
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
-def _parse_cached(kind: str, content_digest: str, _payload: bytes, name: str) -> Any:
-    # cached by (kind, digest, name): the name appears in messages and reports
-    return parse_file(kind, _payload, name)
+def _parse_cached(kind: str, content_digest: str, _payload: bytes, name: str, options_json: str) -> Any:
+    # cached by (kind, digest, name, options): the name appears in messages and reports
+    return parse_file(kind, _payload, name, json.loads(options_json))
 
 
 def test_codes(gold: pd.Series, ids: pd.Index, classes: pd.Index) -> np.ndarray:
@@ -195,6 +230,24 @@ def assemble(ds: Dataset) -> Dataset:
             raise CrowdDataError(f"test features have {Xt.shape[1]} columns but item features have "
                                  f"{crowd.features.shape[1]}.", path=src.name if src else None,
                                  hint="use the same feature columns for both files.")
+    if ds.valid_features is not None and crowd.features is not None \
+            and ds.valid_features[0].shape[1] != crowd.features.shape[1]:
+        src = ds.sources.get("valid_features")
+        raise CrowdDataError(f"validation features have {ds.valid_features[0].shape[1]} columns but item features "
+                             f"have {crowd.features.shape[1]}.", path=src.name if src else None,
+                             hint="use the same feature columns for both files.")
+    if ds.valid_gold is not None:
+        if ds.valid_features is None:
+            notes.append("validation gold is loaded; upload the validation features to use it for model selection.")
+        else:
+            codes = test_codes(ds.valid_gold, ds.valid_features[1], crowd.classes)
+            if not (codes >= 0).any():
+                src = ds.sources.get("valid_gold")
+                raise CrowdDataError("none of the validation gold labels matches a validation feature row.",
+                                     path=src.name if src else None,
+                                     hint="check that the item ids of both validation files are the same.")
+    elif ds.valid_features is not None:
+        notes.append("validation features are loaded; upload the validation gold labels to use them.")
     if ds.test_gold is not None:
         if ds.test_features is None:
             notes.append("test gold is loaded; upload the test features to evaluate on it.")
@@ -209,41 +262,46 @@ def assemble(ds: Dataset) -> Dataset:
 
 
 def apply_upload(ds: Dataset | None, kind: str, payload: bytes, name: str, *,
-                 cached: bool = True) -> Dataset:
-    """The dataset after adding one uploaded file; ``ds`` itself is never modified.
+                 cached: bool = True, options: dict | None = None) -> Dataset:
+    """The dataset after adding one uploaded file read with ``options``; ``ds`` itself is never modified.
 
     Raises CrowdDataError (with a message naming the file) when the file is
-    unreadable or does not fit the data already loaded.
+    unreadable or does not fit the data already loaded.  New annotations keep
+    the optional files that still fit them (a sample's are dropped).
     """
     name = Path(name).name or "upload"
     h = digest(payload) if payload else "empty"
-    parsed = _parse_cached(kind, h, payload, name) if cached else parse_file(kind, payload, name)
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    parsed = (_parse_cached(kind, h, payload, name, json.dumps(opts, sort_keys=True, default=str)) if cached
+              else parse_file(kind, payload, name, opts))
     src = SourceFile(kind=kind, name=name, digest=h, size=len(payload))
     rep = _report_of(parsed)
     if kind == "answers":
         keep = {} if ds is None or ds.is_sample else {k: v for k, v in ds.sources.items() if k != "answers"}
+        carried = {f: getattr(ds, f) for k, f in OPTIONAL_FIELDS.items() if k in keep}
         new = Dataset(name=name, answers=parsed, crowd=parsed, sources={"answers": src, **keep},
                       file_reports={k: v for k, v in (ds.file_reports.items() if keep else ()) if k in keep},
-                      features=ds.features if keep.get("features") else None,
-                      gold=ds.gold if keep.get("gold") else None,
-                      test_features=ds.test_features if keep.get("test_features") else None,
-                      test_gold=ds.test_gold if keep.get("test_gold") else None)
+                      options={**({k: v for k, v in ds.options.items() if k in keep} if keep else {}),
+                               **({"answers": opts} if opts else {})},
+                      **carried)
         try:
             return assemble(new)
         except CrowdDataError as exc:
             # the new answers are fine; the old optional files don't fit them: drop those
-            bare = Dataset(name=name, answers=parsed, crowd=parsed, sources={"answers": src})
+            bare = Dataset(name=name, answers=parsed, crowd=parsed, sources={"answers": src},
+                           options={"answers": opts} if opts else {})
             out = assemble(bare)
             out.notes.append(f"the previously loaded optional files were dropped: {exc}")
             return out
     if ds is None:
         raise CrowdDataError("load the annotations first.", path=name,
                              hint="upload the answers file, then features and gold.")
-    field_name = {"features": "features", "gold": "gold", "test_features": "test_features",
-                  "test_gold": "test_gold"}[kind]
     reports = {**ds.file_reports, **({kind: rep} if rep is not None else {})}
+    options_now = {k: v for k, v in ds.options.items() if k != kind}
+    if opts:
+        options_now[kind] = opts
     new = replace(ds, sources={**ds.sources, kind: src}, is_sample=False, file_reports=reports,
-                  **{field_name: parsed})
+                  options=options_now, **{OPTIONAL_FIELDS[kind]: parsed})
     if ds.is_sample:
         new = replace(new, name=f"{ds.name} + {name}")
     return assemble(new)
@@ -257,13 +315,17 @@ def _report_of(parsed: Any) -> ReadReport | None:
     return getattr(parsed, "report", None)
 
 
-def ingest(state: MutableMapping, kind: str, payload: bytes, name: str) -> bool:
-    """Apply an upload to ``state[DATASET]``; on bad input store the message in ``state[UPLOAD_ERROR]``.
+def ingest(state: MutableMapping, kind: str, payload: bytes, name: str, options: dict | None = None) -> bool:
+    """Apply an upload to ``state[DATASET]`` and store the result; on bad input put the message in ``state[UPLOAD_ERROR]``.
 
     Returns True on success.  The previous dataset stays when the file is bad.
+    New annotations make a new dataset (a new id); an optional file is added to
+    the current dataset (a copy, with a new id, when that is the sample).
     """
+    old = state.get(DATASET)
     try:
-        state[DATASET] = apply_upload(state.get(DATASET), kind, payload, name)
+        new = apply_upload(old, kind, payload, name, options=options)
+        new = persist(old, new, {kind: (payload, Path(name).name or "upload")}, new_id=kind == "answers")
     except CrowdDataError as exc:
         state[UPLOAD_ERROR] = f"{name}: could not use this file. {exc}" if name not in str(exc) else str(exc)
         return False
@@ -271,12 +333,36 @@ def ingest(state: MutableMapping, kind: str, payload: bytes, name: str) -> bool:
         state[UPLOAD_ERROR] = (f"{name}: could not read this file ({type(exc).__name__}: {exc}). "
                                "Check that it is a CSV/TSV/JSON/Parquet export with a header row.")
         return False
+    state[DATASET] = new
     state.pop(UPLOAD_ERROR, None)
     try:
-        prefetch(state[DATASET])
+        prefetch(new)
     except Exception:  # noqa: BLE001 - prefetch is an optimisation only
         pass
-    state[UPLOAD_NOTICE] = f"Loaded {KINDS[kind].split(' (')[0].lower()} from {name}."
+    state[UPLOAD_NOTICE] = f"Loaded {KINDS[kind].split(' (')[0].lower()} from {Path(name).name}."
+    return True
+
+
+def reread(state: MutableMapping, kind: str, options: dict | None) -> bool:
+    """Read the current dataset's ``kind`` file again with other reading ``options`` (same dataset id).
+
+    On bad input the message goes to ``state[UPLOAD_ERROR]`` and the dataset stays as it was.
+    """
+    ds = state.get(DATASET)
+    if ds is None or kind not in ds.sources or not ds.id:
+        state[UPLOAD_ERROR] = "There is no such file in this dataset to read again: upload it first."
+        return False
+    payload = read_source(ds, kind)
+    name = ds.sources[kind].name
+    try:
+        new = apply_upload(ds, kind, payload, name, options=options)
+        new = persist(ds, new, {kind: (payload, name)}, new_id=False)
+    except CrowdDataError as exc:
+        state[UPLOAD_ERROR] = f"{name}: could not read it with these settings. {exc}"
+        return False
+    state[DATASET] = new
+    state.pop(UPLOAD_ERROR, None)
+    state[UPLOAD_NOTICE] = f"Read {name} again with the chosen settings."
     return True
 
 
@@ -285,6 +371,130 @@ def process_pending(state: MutableMapping) -> None:
     pending = state.pop(PENDING, None) or []
     for kind, payload, name in pending:
         ingest(state, kind, payload, name)
+
+
+# ------------------------------------------------------------ the store
+@st.cache_resource(show_spinner=False)
+def _dataset_store(home: str) -> DatasetStore:
+    return DatasetStore(home)
+
+
+def dataset_store() -> DatasetStore:
+    """The datasets table and folders of the data directory (``$KDCROWD_HOME``, ./.kdcrowd or ~/.kdcrowd)."""
+    return _dataset_store(str(data_home()))
+
+
+_REGISTER_LOCK = threading.Lock()
+
+
+def counts(ds: Dataset) -> dict[str, int]:
+    c = ds.crowd
+    return {"n_items": c.n_items, "n_workers": c.n_workers, "n_answers": c.n_answers, "n_classes": c.n_classes}
+
+
+def persist(old: Dataset | None, new: Dataset, uploads: dict[str, tuple[bytes, str]], *, new_id: bool) -> Dataset:
+    """Store ``new`` (made from ``old`` plus ``uploads``) and return it with its id.
+
+    A new id when asked, or when ``old`` is the sample or not stored; otherwise
+    ``old``'s id (and name, which the user may have changed) is kept.
+    """
+    store = dataset_store()
+    same = not new_id and old is not None and bool(old.id) and not old.is_sample
+    did = old.id if same else new_dataset_id()
+    keep = {k: {"name": s.name, "digest": s.digest, "size": s.size} for k, s in new.sources.items()
+            if k not in uploads}
+    copy_from = None if same else (old.id if old is not None and old.id else None)
+    if keep and not same and not copy_from:
+        raise CrowdDataError("the dataset's other files are not stored.", hint="upload the annotations again.")
+    name = old.name if same else new.name
+    store.save(dataset_id=did, name=name, files=uploads, keep_files=keep, copy_from=copy_from,
+               options=new.options, counts=counts(new))
+    return replace(new, id=did, name=name, is_sample=False)
+
+
+def read_source(ds: Dataset, kind: str) -> bytes:
+    """The stored bytes of one of the dataset's files."""
+    return dataset_store().read_file(ds.id, kind)
+
+
+def sample_record() -> DatasetRecord:
+    """The bundled sample's entry in the store (registered, with its files, on first use)."""
+    store = dataset_store()
+    with _REGISTER_LOCK:
+        rec = store.sample()
+        if rec is None:
+            ds = load_sample()
+            files = {k: ((SAMPLE_DIR / f).read_bytes(), f) for k, f in SAMPLE_FILES.items()
+                     if (SAMPLE_DIR / f).is_file() and k in ds.sources}
+            rec = store.save(dataset_id=new_dataset_id(), name=ds.name, files=files, counts=counts(ds),
+                             is_sample=True)
+    return rec
+
+
+@st.cache_resource(max_entries=8, show_spinner="Opening the dataset…")
+def _open_cached(version: str, _rec: DatasetRecord, home: str) -> Dataset:
+    if _rec.is_sample:
+        ds = load_sample()
+    else:
+        store = dataset_store()
+        ds = None
+        for kind in APPLY_ORDER:
+            meta = _rec.files.get(kind)
+            if meta is not None:
+                ds = apply_upload(ds, kind, store.read_file(_rec.id, kind), meta["name"],
+                                  options=(_rec.options or {}).get(kind))
+        if ds is None:
+            raise CrowdDataError("this dataset has no annotations file.", hint="upload it again on the Data page.")
+    return replace(ds, id=_rec.id, name=_rec.name, is_sample=_rec.is_sample)
+
+
+def open_dataset(dataset_id: str) -> Dataset:
+    """The stored dataset ``dataset_id`` (its files read again with their options; cached per version)."""
+    rec = dataset_store().get(check_dataset_id(dataset_id))
+    if rec is None:
+        raise CrowdDataError(f"there is no dataset {dataset_id} in this data directory (it may have been deleted).",
+                             hint="pick one from the list on the Data page.")
+    return _open_cached(rec.version, rec, str(data_home()))
+
+
+def rename_dataset(state: MutableMapping, name: str) -> None:
+    ds = state[DATASET]
+    dataset_store().rename(ds.id, name)
+    state[DATASET] = replace(ds, name=dataset_store().get(ds.id).name)
+
+
+def delete_dataset(state: MutableMapping, dataset_id: str) -> None:
+    """Delete a stored dataset (never the sample); the current one falls back to the sample."""
+    store = dataset_store()
+    rec = store.get(check_dataset_id(dataset_id))
+    if rec is None or rec.is_sample:
+        return
+    store.delete(dataset_id)
+    ds = state.get(DATASET)
+    if ds is not None and ds.id == dataset_id:
+        state[DATASET] = open_dataset(sample_record().id)
+
+
+def follow_url() -> None:
+    """Keep the session's dataset and the page address (``?dataset=<id>``) in step.
+
+    An id in the address that this session did not write there (a refresh, a second
+    tab, a bookmark, an edited address) opens that dataset; otherwise the session's
+    dataset wins and its id is written into the address.
+    """
+    s = st.session_state
+    process_pending(s)
+    want = st.query_params.get("dataset")
+    ds = s.get(DATASET)
+    if want and want != s.get(URL_SYNCED) and (ds is None or want != ds.id):
+        try:
+            s[DATASET] = open_dataset(want)
+        except CrowdDataError as exc:
+            s[URL_ERROR] = f"The dataset in the page address could not be opened: {exc}"
+    ds = current()
+    if ds.id and st.query_params.get("dataset") != ds.id:
+        st.query_params["dataset"] = ds.id
+    s[URL_SYNCED] = ds.id
 
 
 # ------------------------------------------------------------------ sample
@@ -328,7 +538,7 @@ def current(state: MutableMapping | None = None) -> Dataset:
     """The loaded dataset; the sample on first visit."""
     state = st.session_state if state is None else state
     if state.get(DATASET) is None:
-        state[DATASET] = load_sample()
+        state[DATASET] = open_dataset(sample_record().id)
     return state[DATASET]
 
 

@@ -189,16 +189,42 @@ def split_gold_for_validation(crowd: CrowdData, share: float, seed: int = 0):
 def start(ds, config: dict[str, Any], valid_share: float = 0.0) -> Job:
     """Start a training run on the loaded dataset (raises RuntimeError when one is already going).
 
+    With an uploaded validation split, its labelled items select the models (and items of it that
+    also have answers leave training, as in ``kdcrowd train --valid-features``).  Otherwise
     ``valid_share > 0``: that share of the gold items leaves training and selects the models
     (every stage keeps its best epoch on them; ``robust="auto"`` chooses between students)."""
-    crowd, valid = split_gold_for_validation(ds.crowd, valid_share, int(config.get("seed") or 0))
+    vs = ds.valid_split() if hasattr(ds, "valid_split") else None
     shown = dict(config)
-    if valid is not None:
-        shown["validation_gold_items"] = int(len(valid[1]))
+    if vs is not None:
+        Xv, yv, vid = vs
+        crowd = ds.crowd
+        wanted = {str(i).strip() for i in vid}
+        shared = crowd.item_ids[[str(i).strip() in wanted for i in crowd.item_ids]]
+        if len(shared):
+            crowd = crowd.without_items(shared, drop_empty_workers=False)
+            shown["validation_items_left_out_of_training"] = int(len(shared))
+        valid = (Xv, yv)
+        shown["validation_split_items"] = int(len(yv))
+    else:
+        crowd, valid = split_gold_for_validation(ds.crowd, valid_share, int(config.get("seed") or 0))
+        if valid is not None:
+            shown["validation_gold_items"] = int(len(valid[1]))
     job = manager().start(make_job(crowd, config, ds.test_split(), valid), config=shown,
-                          dataset=ds.name, dataset_key=ds.key)
+                          dataset=ds.name, dataset_key=ds.key, dataset_id=getattr(ds, "id", "") or "")
     st.session_state[RUN_KEY] = job.run_id
     return job
+
+
+def belongs(rec: RunRecord, ds) -> bool:
+    """True when run ``rec`` was trained on dataset ``ds`` (by stored id; by content for older runs)."""
+    if rec.dataset_id:
+        return rec.dataset_id == getattr(ds, "id", "")
+    return rec.dataset_key == ds.key
+
+
+def runs_of(ds, *, done_only: bool = False, limit: int = 200) -> list[RunRecord]:
+    """The runs trained on ``ds``, newest first."""
+    return [r for r in store().list(limit=limit) if belongs(r, ds) and (not done_only or r.status == "done")]
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the run's results…")
@@ -245,22 +271,26 @@ def _load_crowd_cached(run_dir: str, run_id: str) -> CrowdData | None:
     return load_crowd(Path(run_dir))
 
 
-def latest_done(dataset_key: str | None = None) -> RunRecord | None:
-    """Most recent finished run (of this dataset when a key is given)."""
+def latest_done(ds=None) -> RunRecord | None:
+    """Most recent finished run (of dataset ``ds`` when given; a content key is accepted too)."""
     for r in store().list(limit=200):
-        if r.status == "done" and (dataset_key is None or r.dataset_key == dataset_key):
+        if r.status != "done":
+            continue
+        if ds is None or (r.dataset_key == ds if isinstance(ds, str) else belongs(r, ds)):
             return r
     return None
 
 
-def selected_run_id(dataset_key: str | None) -> str | None:
-    """The run the Results/Workers pages show: the one picked by the user, else the latest done one of this data."""
+def selected_run_id(ds) -> str | None:
+    """The run the Results/Workers pages show: the one picked by the user when it belongs to ``ds``,
+    else the latest finished one of ``ds`` (``ds`` may also be a content key, as before datasets were stored)."""
     rid = st.session_state.get(RUN_KEY)
     if rid:
         rec = store().get(rid)
-        if rec is not None and rec.status == "done":
+        if rec is not None and rec.status == "done" and (
+                rec.dataset_key == ds if isinstance(ds, str) else belongs(rec, ds)):
             return rid
-    r = latest_done(dataset_key)
+    r = latest_done(ds)
     return r.id if r else None
 
 
@@ -291,7 +321,7 @@ def bundled_meta(bundle: Path = BUNDLED_RUN_DIR) -> dict[str, Any] | None:
 
 
 def import_bundled_run(st_store: RunStore, crowd: CrowdData, dataset_key: str,
-                       bundle: Path = BUNDLED_RUN_DIR) -> str | None:
+                       bundle: Path = BUNDLED_RUN_DIR, dataset_id: str = "") -> str | None:
     """Register the bundled sample run in ``st_store`` as a finished run; returns its id when imported now.
 
     Does nothing (returns None) when there is no bundle, when it was trained on
@@ -338,7 +368,7 @@ def import_bundled_run(st_store: RunStore, crowd: CrowdData, dataset_key: str,
     summary = meta.get("summary")
     inserted = st_store.import_run(run_id, marker=marker, created=time.time(), started=started,
                                    finished=meta.get("finished"), dataset=meta.get("dataset", "sample data"),
-                                   dataset_key=dataset_key, config=meta.get("config") or {},
+                                   dataset_key=dataset_key, dataset_id=dataset_id, config=meta.get("config") or {},
                                    device=meta.get("device"), summary=summary, result_dir=str(final),
                                    events=events)
     return run_id if inserted else None
@@ -350,7 +380,7 @@ def ensure_sample_run(ds) -> None:
         return
     st.session_state[SAMPLE_CHECKED_KEY] = ds.key
     try:
-        import_bundled_run(store(), ds.crowd, ds.key)
+        import_bundled_run(store(), ds.crowd, ds.key, dataset_id=getattr(ds, "id", "") or "")
     except Exception as exc:  # noqa: BLE001 - a broken bundle must never take the app down
         _log.warning("could not import the bundled sample run: %s", exc)
 

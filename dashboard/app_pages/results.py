@@ -10,14 +10,15 @@ from kdcrowd_core.io.csv_guard import csv_bytes
 st.title("Results")
 ds = state.current()
 
-runs = [r for r in training.store().list(limit=100) if r.status == "done"]
+runs = training.runs_of(ds, done_only=True)
 if not runs:
-    st.info("No finished training run yet: start one on the Train page.", icon=":material/info:")
+    st.info(f"No finished training run on this dataset (“{text.md(ds.name)}”) yet: start one on the Train page. "
+            "Runs of other datasets show when you open those datasets on the Data page.", icon=":material/info:")
     if st.button("Go to Train", icon=":material/model_training:"):
         st.switch_page("app_pages/train.py")
     st.stop()
 
-default = training.selected_run_id(ds.key) or runs[0].id
+default = training.selected_run_id(ds) or runs[0].id
 ids = [r.id for r in runs]
 labels = {r.id: training.run_label(r) for r in runs}
 run_id = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0, format_func=labels.get,
@@ -29,8 +30,8 @@ if run is None:
     st.stop()
 res, crowd = run.result, run.crowd
 if run.record.dataset_key != ds.key:
-    st.caption(f"This run was trained on “{text.md(run.record.dataset)}”, not on the data loaded now; "
-               "showing it with the answers saved in the run.")
+    st.caption("The dataset has changed since this run (files added or read again); "
+               "showing the run with the answers saved in it.")
 if training.is_bundled(run.record):
     st.info("This is the **pre-computed sample run** that comes with kdcrowd: the trainer's default settings on "
             "the sample data, trained on the CPU by `python scripts/make_sample_run.py`. "

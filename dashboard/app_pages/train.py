@@ -59,11 +59,12 @@ with st.form("train_settings", border=True):
         n_gold = int(c.gold_mask.sum()) if c.has_gold else 0
         vshare = n3.number_input(
             "Gold for model selection (%)", 0, int(training.MAX_VALID_SHARE * 100), 0, step=10,
-            key="cfg_valid_share", disabled=n_gold < 2,
+            key="cfg_valid_share", disabled=n_gold < 2 or ds.has_valid,
             help="Hold this share of the gold items out of training and use them as validation data: every "
                  "stage keeps its best epoch on them and robust=auto picks the better student. The other gold "
                  "items still measure accuracy. 0 = no model selection (each stage keeps its last epoch)."
-                 + ("" if n_gold >= 2 else " Needs gold labels for at least 2 items."))
+                 + ("" if n_gold >= 2 else " Needs gold labels for at least 2 items.")
+                 + (" Not used: the uploaded validation split selects the models." if ds.has_valid else ""))
         st.caption("Runs are stored in the data directory: "
                    + text.code(training.home())
                    + ". It is set when the server starts (`kdcrowd dashboard --data-dir DIR` or `$KDCROWD_HOME`), "
@@ -187,6 +188,11 @@ b1, b2, _ = st.columns([1, 1, 3])
 if rec is not None and rec.status == "done":
     if b1.button("Show the results", type="primary", icon=":material/leaderboard:"):
         st.session_state[training.RUN_KEY] = rec.id
+        if not training.belongs(rec, ds) and rec.dataset_id:   # Results shows the runs of the open dataset:
+            try:                                               # open the one this run was trained on
+                st.session_state[state.DATASET] = state.open_dataset(rec.dataset_id)
+            except Exception:  # noqa: BLE001 - deleted since: Results says there is no run of this dataset
+                pass
         st.switch_page("app_pages/results.py")
 if rec is not None and not rec.is_active:
     if b2.button("Delete this run", icon=":material/delete:"):

@@ -113,9 +113,10 @@ d3.metric("Agreement with consensus", f"{row['agreement']:.1%}")
 d4.metric("Spammer score", f"{row['spammer_score']:.2f}")
 
 mats = {"ds": a.ds_matrices[w]}
-run_id = training.selected_run_id(ds.key)
+run_id = training.selected_run_id(ds)
 run = training.load_run(run_id, c, ds.key) if run_id else None
-if run is not None and run.record.dataset_key == ds.key:
+if (run is not None and training.belongs(run.record, ds) and len(run.result.worker_ids) == c.n_workers
+        and str(run.result.worker_ids[w]) == str(worker)):
     wm = run.result.worker_matrices
     for name in ("teacher", "stage2"):
         if name in wm:

@@ -108,7 +108,7 @@ def test_bad_upload_shows_error_and_keeps_previous_data(kind, payload, name, sma
     assert len(at.error) == 1 and name in at.error[0].value, [e.value for e in at.error]
     assert at.session_state[state.DATASET] is before
     assert at.metric[0].value == "240"          # the page still shows the good data
-    at.button[0].click().run()                   # "Use the sample data" clears the error
+    at.button(key="use_sample").click().run()                   # "Use the sample data" clears the error
     assert not at.error and at.session_state[state.DATASET].is_sample
 
 

@@ -164,5 +164,7 @@ def test_upload_other_data_is_not_mixed_with_the_sample_run(small_crowd_files, k
     _goto(at, "app_pages/workers.py")
     assert any("Train a model" in c.value for c in at.caption)     # no sample matrices on other data
     _goto(at, "app_pages/results.py")
-    assert any("not on the data loaded now" in c.value for c in at.caption)
+    # Results lists only this dataset's runs: none yet, and it says so
+    assert any("No finished training run on this dataset" in i.value for i in at.info)
+    assert "Before and after" not in [s.value for s in at.subheader]
     assert len(RunStore(kdcrowd_home).list()) == 1

@@ -86,6 +86,22 @@ def goto_page(page, title: str) -> None:
     wait_idle(page)
 
 
+def wait_run_done(home: Path, timeout: float = 240.0) -> None:
+    """Wait until the newest run in the data directory's store has finished (done, failed or cancelled)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        con = sqlite3.connect(home / "runs.sqlite")
+        try:
+            row = con.execute("SELECT status, error FROM runs ORDER BY created DESC LIMIT 1").fetchone()
+        finally:
+            con.close()
+        if row and row[0] not in ("queued", "running"):
+            assert row[0] == "done", row
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"the run did not finish within {timeout:.0f} s")
+
+
 def assert_no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
         '[data-testid="stException"]').first.inner_text()
@@ -150,7 +166,7 @@ def _run(page, url: str, home: Path, files: dict[str, Path]) -> None:
     # 2. upload the annotations, then features and gold, through the real file inputs
     upload(page, "Annotations", files["answers"])
     page.get_by_text("Loaded annotations from answers.csv").first.wait_for(timeout=30_000)
-    page.get_by_text("Optional: features, gold labels, test split").first.click()
+    page.get_by_text("Optional: features, gold labels, validation and test splits").first.click()
     upload(page, "Item features", files["features"])
     upload(page, "Gold labels", files["gold"])
     assert_no_exception(page)
@@ -173,11 +189,17 @@ def _run(page, url: str, home: Path, files: dict[str, Path]) -> None:
         box = page.get_by_label(label, exact=True)
         box.fill("2")
         box.press("Tab")
+    page.get_by_text("More settings").first.click()
+    folds = page.get_by_label("Cross-fit folds (0/1 = off)", exact=True)
+    folds.fill("0")
+    folds.press("Tab")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Cancel the run").or_(page.get_by_role("button", name="Show the results")).first.wait_for(
         timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "3_train_running.png"))
-    page.get_by_role("button", name="Show the results").wait_for(timeout=180_000)
+    wait_run_done(home)
+    page.get_by_text("Cancel the run").wait_for(state="detached", timeout=60_000)
+    page.get_by_role("button", name="Show the results").wait_for(timeout=60_000)
     wait_idle(page)
     assert_no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "4_train_done.png"))
