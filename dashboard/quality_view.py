@@ -20,8 +20,6 @@ from kdcrowd_core.inference import DEFAULT_METHOD, available_methods, get_method
 CLAMP_KEY = "kdc_clamp_gold"
 METHOD_KEY = "kdc_label_method"
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
 
 def method_options() -> list[str]:
     """``"default"`` first, then every registered method."""
@@ -122,26 +120,7 @@ def confidence_bins(conf: np.ndarray, correct: np.ndarray | None = None, bins: i
 
 
 # ------------------------------------------------------------------ downloads
-def guard_cell(v):
-    """A text cell that a spreadsheet would run as a formula gets a leading apostrophe."""
-    if isinstance(v, str) and v.startswith(_FORMULA_START):
-        return "'" + v
-    return v
-
-
 def csv_bytes(df: pd.DataFrame, index: bool = False) -> bytes:
-    """The one place these pages turn a table into a CSV download (formula-guarded text cells)."""
-    try:
-        from kdcrowd_core.io.csv_guard import guard_frame  # the io engineer's guard, when it has landed
-    except ImportError:
-        guard_frame = None
-    out = df.reset_index() if index else df
-    if guard_frame is not None:
-        out = guard_frame(out)
-    else:
-        out = out.copy()
-        for c in out.columns:
-            if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-                out[c] = out[c].map(guard_cell)
-        out.columns = [guard_cell(str(c)) for c in out.columns]
-    return out.to_csv(index=False).encode("utf-8")
+    """The one place these pages turn a table into a CSV download (io's formula guard)."""
+    from kdcrowd_core.io.csv_guard import csv_bytes as guarded
+    return guarded(df, index=index)

@@ -358,19 +358,42 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _platt(x: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, float]:
-    """Logistic fit ``P = sigmoid(a x + b)`` to targets ``y`` in [0, 1] (Newton, lightly regularised)."""
-    a, b = 1.0, 0.0
-    X = np.stack([x, np.ones_like(x)], axis=1)
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))          # no overflow for large |z|
+
+
+def _platt(x: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float, float]:
+    """Logistic fit ``P = sigmoid(a x + b)`` to targets ``y`` in [0, 1]: damped Newton on the standardised
+    ``x`` (every step lowers the regularised log-loss), returned on the original scale."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    mu, sd = float(x.mean()), float(x.std()) or 1.0
+    z = (x - mu) / sd
+    lam = 1e-3 * max(len(z), 1)
+
+    def loss(w):
+        p = np.clip(_sigmoid(w[0] * z + w[1]), 1e-12, 1 - 1e-12)
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum() + 0.5 * lam * w[0] ** 2)
+
+    w = np.array([1.0, 0.0])
+    cur = loss(w)
+    Z = np.stack([z, np.ones_like(z)], axis=1)
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        g = X.T @ (p - y) + 1e-3 * np.array([a - 1.0, b])
-        H = (X * (p * (1 - p))[:, None]).T @ X + 1e-3 * np.eye(2)
+        p = _sigmoid(w[0] * z + w[1])
+        g = Z.T @ (p - y) + np.array([lam * w[0], 0.0])
+        H = (Z * (p * (1 - p))[:, None]).T @ Z + np.diag([lam, 1e-9])
         step = np.linalg.solve(H, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
+        t = 1.0
+        while t > 1e-4:
+            cand = w - t * step
+            new = loss(cand)
+            if new <= cur:
+                break
+            t /= 2
+        if t <= 1e-4 or abs(cur - new) < 1e-10:
             break
-    return float(a), float(b)
+        w, cur = cand, new
+    return float(w[0] / sd), float(w[1] - w[0] * mu / sd)
 
 
 def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.ndarray | None = None, *,
@@ -405,7 +428,7 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
         how = "held-out answers"
     if not a > 0:          # a degenerate fit (e.g. every gold item right): keep the order, scale by the posterior
         a, b = _platt(x, post.proba[np.arange(N), cons])
-    quality = 1 / (1 + np.exp(-(a * x + b)))
+    quality = _sigmoid(a * x + b)
     agree_nan = np.where(n > 0, agree, np.nan)
     return QualityScores(consensus=cons, agreement=agree_nan, rank_score=rank, quality=quality,
                          calibration=how, posterior=post)
@@ -520,7 +543,8 @@ def _join_reasons(parts: list[np.ndarray]) -> np.ndarray:
 
 # ------------------------------------------------------------- relabel next
 def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: RunView | None = None, *,
-                 scores: QualityScores | None = None, exclude_gold: bool = True) -> pd.DataFrame:
+                 scores: QualityScores | None = None, exclude_gold: bool = True,
+                 candidates: np.ndarray | None = None) -> pd.DataFrame:
     """The ``budget`` items where one more answer is expected to help most.
 
     For item ``i`` with calibrated posterior ``q_i`` and the pool's typical worker matrix ``T``
@@ -528,7 +552,8 @@ def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: Run
     ``q'_i(c) ∝ q_i * T[:, c]^tau``; the score is the expected gain in the probability that the item's
     label is right, ``E_c[max_j q'_ij(c)] - max_j q_ij`` with ``P(c) = sum_j q_ij T[j, c]``.  Ties (items
     where one answer cannot change the label) are broken by the lower quality first.  Items with a
-    gold label are skipped unless ``exclude_gold=False``.
+    gold label are skipped unless ``exclude_gold=False``; ``candidates`` (bool (N,)) limits the choice
+    further (e.g. to the items a platform can still send out).
 
     Returns a DataFrame indexed by item id (best first) with ``rank``, ``expected_gain``, ``quality``,
     ``consensus``, ``agreement``, ``answers``, ``votes``, ``reason``.
@@ -537,7 +562,7 @@ def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: Run
     budget = int(budget)
     if budget < 1:
         raise CrowdDataError(f"the budget must be at least 1 item, got {budget}.", hint="use --budget 1 or more.")
-    eligible = np.ones(data.n_items, dtype=bool)
+    eligible = np.ones(data.n_items, dtype=bool) if candidates is None else np.asarray(candidates, dtype=bool).copy()
     if exclude_gold and data.has_gold:
         eligible &= ~data.gold_mask
     n_elig = int(eligible.sum())

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, compare, state, text, training
+from dashboard import before_after, charts, compare, quality_charts, state, text, training
+from dashboard import quality_view as qv
 from kdcrowd_core.io.csv_guard import csv_bytes
 
 st.title("Results")
@@ -43,20 +44,62 @@ st.caption(f"Trained on {res.device} in {training.fmt_seconds(total if total is 
 
 # ------------------------------------------------------------ before / after
 st.subheader("Before and after")
-splits = compare.accuracy_splits(res, crowd)
-if splits:
-    first = next(iter(splits.values()))
+test_y = None
+if run.record.dataset_key == ds.key and ds.has_test and res.test_probas:
+    split = ds.test_split()
+    if split is not None and split[1] is not None and len(split[1]) == len(next(iter(res.test_probas.values()))):
+        test_y = split[1]
+rec = before_after.recommended(res)
+if rec["model"]:
+    st.success(f"**Recommended model: {text.md(before_after.NAMES.get(rec['model'], rec['model']))}** — "
+               f"{text.md(rec['how'])}.", icon=":material/recommend:")
+else:
+    st.info(f"No recommended model: {text.md(rec['how'])}.", icon=":material/info:")
+rows = before_after.accuracy_rows(res, crowd, test_y)
+changes = before_after.changes_vs_teacher(res, crowd, test_y)
+if len(rows):
+    gold_rows = rows[rows["split"].str.startswith("annotated")]
+    first = gold_rows if len(gold_rows) else rows[rows["split"] == rows["split"].iloc[0]]
     cols = st.columns(len(first))
-    for col, m in zip(cols, [m for m in compare.METHODS if m in first]):
-        delta = None if m == "mv" or "mv" not in first else f"{(first[m] - first['mv']) * 100:+.1f} pts vs MV"
-        col.metric(charts.method_label(m), f"{first[m]:.1%}", delta)
-    test = [v for k, v in splits.items() if k.startswith("test split")]
-    if test:
-        st.caption("On the held-out test split (classifiers only):")
-        tcols = st.columns(len(first))
-        for col, m in zip(tcols[-len(test[0]):], [m for m in compare.METHODS if m in test[0]]):
-            col.metric(f"{charts.method_label(m)} (test)", f"{test[0][m]:.1%}")
-    st.plotly_chart(charts.accuracy_bars(splits, title="Accuracy by method"), key="acc_bars")
+    for col, r in zip(cols, first.itertuples(index=False)):
+        delta = None
+        ch = changes[(changes["model"] == r.method) & changes["split"].str.startswith(r.split[:8])] \
+            if len(changes) else changes
+        if len(ch):
+            c0 = ch.iloc[0]
+            delta = f"{c0['delta'] * 100:+.1f} pts vs teacher ({c0['low'] * 100:+.1f} to {c0['high'] * 100:+.1f})"
+        col.metric(charts.method_label(r.method), f"{r.accuracy:.1%}", delta,
+                   delta_color="normal" if len(ch) and (ch.iloc[0]["low"] > 0 or ch.iloc[0]["high"] < 0) else "off",
+                   help=f"95 % interval {r.low:.1%} – {r.high:.1%} on {int(r.n):,} items" if r.n == r.n else None)
+        col.caption(f"95 % interval {r.low:.1%} – {r.high:.1%}" if r.low == r.low else "no interval (item count unknown)")
+    for sentence in before_after.verdict(changes):
+        st.markdown(text.md(sentence))
+    st.plotly_chart(quality_charts.accuracy_with_intervals(rows, title="Accuracy with 95 % intervals"),
+                    key="acc_bars")
+    st.caption("Annotated items: each method's labels for the items the crowd answered (the classifiers' "
+               "crowd posteriors included). Test split: classifiers on held-out items"
+               + (", with classifiers trained on majority-vote and Dawid-Skene labels (same head) as baselines."
+                  if {"mv", "ds"} <= set(rows.loc[rows["split"].str.startswith("test"), "method"]) else
+                  "; this run has no majority-vote / Dawid-Skene baselines on the test split.")
+               + " Bars start at 0.")
+    if len(changes):
+        st.dataframe(changes.assign(model=changes["model"].map(before_after.NAMES)), hide_index=True,
+                     key="fixed_broke", column_config={
+                         "delta": st.column_config.NumberColumn("change vs teacher", format="%.3f"),
+                         "low": st.column_config.NumberColumn("95% low", format="%.3f"),
+                         "high": st.column_config.NumberColumn("95% high", format="%.3f")})
+    curves = {}
+    if crowd.has_gold:
+        for m in before_after.CLASSIFIERS:
+            if m in res.probas:
+                curves[m] = quality_charts.reliability_curve(res.probas[m], crowd.gold)
+    if test_y is not None:
+        curves = {m: quality_charts.reliability_curve(res.test_probas[m], test_y)
+                  for m in before_after.CLASSIFIERS if m in res.test_probas}
+    if curves:
+        st.plotly_chart(quality_charts.reliability(
+            curves, title="Reliability per classifier (" + ("test split" if test_y is not None else "gold items")
+            + "): on the diagonal = calibrated"), key="reliability")
     pc = compare.per_class_accuracy(res, crowd)
     if pc is not None:
         st.plotly_chart(charts.per_class_accuracy(pc, title="Accuracy per class on the annotated items with gold"),
@@ -68,7 +111,16 @@ c1, c2 = st.columns(2)
 with c1:
     st.plotly_chart(charts.method_agreement_heatmap(compare.method_agreement(res)), key="agree")
 with c2:
-    st.plotly_chart(charts.confidence_histograms(compare.confidences(res)), key="conf")
+    if crowd.has_gold:
+        pick = st.selectbox("Confidence of", [m for m in compare.METHODS if m in res.probas], index=0,
+                            format_func=charts.method_label, key="conf_method")
+        P = np.asarray(res.probas[pick])
+        gm = crowd.gold_mask
+        st.plotly_chart(quality_charts.confidence_distribution(
+            qv.confidence_bins(P[gm].max(1), P[gm].argmax(1) == crowd.gold[gm]),
+            title=f"{charts.method_label(pick)}: confidence on gold items, right vs wrong"), key="conf")
+    else:
+        st.plotly_chart(charts.confidence_histograms(compare.confidences(res)), key="conf")
 
 # ------------------------------------------------------- teacher vs student
 st.subheader("Teacher vs student")

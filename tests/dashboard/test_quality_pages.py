@@ -88,3 +88,30 @@ def test_quality_charts():
     np.testing.assert_allclose(fig.data[0].error_y.arrayminus, [0.1, 0.08])
     curve = qc.reliability_curve(np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]]), np.array([0, 1, 1]))
     assert curve["n"].sum() == 3 and set(curve["accuracy"]) <= {0.0, 1.0}
+
+
+def test_before_after_intervals_changes_and_verdict():
+    from dashboard import before_after as ba
+    from kdcrowd_core.data import CrowdData
+    from kdcrowd_core.kd import KDConfig, KDResult
+    data = CrowdData.from_arrays(np.zeros(4, int), np.arange(4), np.zeros(4, int), n_items=10, n_classes=2,
+                                 gold=np.array([0] * 5 + [1] * 5), validate=False)
+    eye = np.eye(2)
+    teacher = eye[[0, 0, 0, 0, 0, 0, 0, 0, 1, 1]]          # 7 of 10 right
+    student = eye[[0, 0, 0, 1, 1, 1, 1, 1, 1, 1]]          # fixes 3, breaks 2 -> 8 of 10
+    res = KDResult(classes=pd.Index(["a", "b"]), item_ids=pd.RangeIndex(10), worker_ids=pd.RangeIndex(4),
+                   config=KDConfig(), device="cpu", worker_matrices={},
+                   probas={"mv": teacher, "ds": teacher, "teacher": teacher, "student": student, "stage2": teacher},
+                   valid_accuracy={"teacher": 0.8, "student": 0.7, "stage2": 0.8})
+    rows = ba.accuracy_rows(res, data)
+    r = rows.set_index("method")
+    assert r.loc["teacher", "accuracy"] == 0.7 and r.loc["student", "accuracy"] == 0.8
+    assert (r["low"] < r["accuracy"]).all() and (r["accuracy"] < r["high"]).all() and (r["n"] == 10).all()
+    ch = ba.changes_vs_teacher(res, data).set_index("model")
+    assert ch.loc["student", "fixed"] == 3 and ch.loc["student", "broke"] == 2
+    assert ch.loc["student", "low"] < 0.1 < ch.loc["student", "high"]
+    text = " ".join(ba.verdict(ch.reset_index()))
+    assert "did not beat the teacher" in text and "fixed 3 labels and broke 2" in text
+    assert ba.recommended(res)["model"] == "teacher"            # ties go to the simpler model
+    res.valid_accuracy = {}
+    assert ba.recommended(res)["model"] is None

@@ -1,0 +1,280 @@
+"""Item quality and relabel-next, measured: simulated crowds and the real crowds against their gold.
+
+1. **Finding wrong labels.**  For the default method's consensus labels, the AUROC of each score for
+   telling wrong labels from right ones (1 = perfect, 0.5 = chance): kdcrowd's quality score, vote
+   agreement, and Dawid-Skene's confidence (gold labels never enter inference).  Also the calibration
+   of the quality score (expected calibration error over 10 bins, and mean quality vs. accuracy):
+   label-free, and calibrated on half of the gold items then scored on the other half.
+2. **Relabel next.**  A budget of B items (10 % of the eligible ones) each get ONE more answer; the
+   consensus is re-inferred and the accuracy gained per extra answer compared across the item
+   choices: relabel-next, random, lowest agreement (ties at random).  Simulated crowds draw the new
+   answer from an activity-weighted worker new to the item, with the simulator's true matrix.  Real
+   crowds with many answers per item (dog, face, Music) start from 2 random answers per item and
+   reveal one of the held-back real answers of the chosen items (only items with a held-back answer
+   are eligible).  Means over ``--repeats`` repetitions.
+
+    python benchmarks/quality.py [--repeats 3] [--quick]
+
+Writes docs/benchmarks_quality.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kdcrowd_core import quality  # noqa: E402
+from kdcrowd_core.data import CrowdData  # noqa: E402
+from kdcrowd_core.inference import DEFAULT_METHOD, get_method  # noqa: E402
+from kdcrowd_core.metrics import vote_counts  # noqa: E402
+from kdcrowd_core.simulate import simulate_crowd  # noqa: E402
+
+OUT = ROOT / "docs" / "benchmarks_quality.md"
+
+
+def datasets_dir() -> Path:
+    return Path(os.environ.get("KDCROWD_DATA", ROOT.parent / "shared" / "datasets"))
+
+
+# ------------------------------------------------------------------ data
+def real_crowds() -> dict[str, tuple[CrowdData, np.ndarray]]:
+    """name -> (answers, truth codes per item (-1 unknown))."""
+    d = datasets_dir()
+    out = {}
+    from kdcrowd_core.io import read_answers, read_gold
+    for nm in ("dog", "face"):
+        p = d / "truth_inference" / nm
+        if (p / "answer.csv").is_file():
+            data = read_answers(p / "answer.csv")
+            gold = data.with_gold(read_gold(p / "truth.csv"), allow_unknown_items=True).gold
+            out[nm] = (data, gold)
+    p = d / "labelme" / "answers.txt"
+    if p.is_file():
+        a = np.loadtxt(p)
+        z = np.loadtxt(d / "labelme" / "LabelMe_Z_train.txt").astype(int)
+        ii, ww = np.nonzero(a >= 0)
+        names = ["highway", "insidecity", "tallbuilding", "street", "forest", "coast", "mountain", "opencountry"]
+        out["LabelMe"] = (CrowdData.from_arrays(ii, ww, a[ii, ww].astype(int), n_items=a.shape[0],
+                                                n_workers=a.shape[1], classes=names), z)
+    p = d / "music_genre" / "mturk_answers.csv"
+    if p.is_file():
+        mu = pd.read_csv(p)
+        data = CrowdData.from_frame(mu, item="Input.song", worker="WorkerID", label="Answer.pred_label")
+        tr = mu.groupby("Input.song")["Input.true_label"].first().reindex(data.item_ids).astype(str)
+        out["Music"] = (data, data.classes.get_indexer(tr))
+    return out
+
+
+SIMS = {
+    "sim A (5 classes, 1-5 answers, instance noise)": dict(n_items=2000, n_classes=5, n_workers=50,
+                                                           answers_per_item=(1, 5), instance_noise=0.3),
+    "sim B (8 classes, 2-6 answers)": dict(n_items=2000, n_classes=8, n_workers=60, answers_per_item=(2, 6)),
+    "sim C (3 classes, 3 answers, instance noise)": dict(n_items=2000, n_classes=3, n_workers=20,
+                                                         answers_per_item=(3, 3), instance_noise=0.5),
+}
+
+
+# ------------------------------------------------------------------ metrics
+def auroc(score_wrong: np.ndarray, wrong: np.ndarray) -> float:
+    """AUROC (ties count half) of ``score_wrong`` (higher = more likely wrong)."""
+    from scipy.stats import rankdata
+    r = rankdata(score_wrong)
+    n1 = int(wrong.sum())
+    n0 = len(wrong) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    return float((r[wrong].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def ece(p: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
+    idx = np.clip((p * bins).astype(int), 0, bins - 1)
+    n = np.bincount(idx, minlength=bins)
+    gap = np.abs(np.bincount(idx, weights=p, minlength=bins) - np.bincount(idx, weights=right, minlength=bins))
+    return float(gap.sum() / max(n.sum(), 1))
+
+
+def fit_default(data: CrowdData) -> np.ndarray:
+    return get_method(DEFAULT_METHOD, use_gold=False).fit(data).proba_array_
+
+
+def finding_wrong(name: str, data: CrowdData, truth: np.ndarray, seed: int = 0) -> dict:
+    q0 = fit_default(data)
+    cons = q0.argmax(1)
+    m = truth >= 0
+    wrong = cons[m] != truth[m]
+    bare = CrowdData.from_arrays(data.item, data.worker, data.label, item_ids=data.item_ids,
+                                 worker_ids=data.worker_ids, classes=data.classes, validate=False)
+    sc = quality.quality_scores(bare, q0)                    # no gold: label-free calibration
+    C = vote_counts(data)
+    n = C.sum(1)
+    agree = C[np.arange(len(C)), cons] / np.maximum(n, 1)
+    # gold calibration: fit on half of the gold items, score the other half
+    known = np.flatnonzero(m)
+    half = np.random.default_rng(seed).permutation(known.size) % 2 == 0
+    g = np.full(data.n_items, -1)
+    g[known[half]] = truth[known[half]]
+    with_half = CrowdData.from_arrays(data.item, data.worker, data.label, item_ids=data.item_ids,
+                                      worker_ids=data.worker_ids, classes=data.classes, gold=g, validate=False)
+    sc_g = quality.quality_scores(with_half, q0)
+    other = known[~half]
+    right_other = (cons[other] == truth[other]).astype(float)
+    return {"crowd": name, "items with truth": int(m.sum()), "consensus accuracy": 1 - wrong.mean(),
+            "AUROC quality": auroc(-sc.quality[m], wrong), "AUROC agreement": auroc(-agree[m], wrong),
+            "AUROC DS confidence": auroc(-q0.max(1)[m], wrong),
+            "mean quality (label-free)": float(sc.quality[m].mean()),
+            "ECE label-free": ece(sc.quality[m], (~wrong).astype(float)),
+            "ECE gold-calibrated (held-out half)": ece(sc_g.quality[other], right_other)}
+
+
+# ------------------------------------------------------------------ relabel
+def choose(strategy: str, data: CrowdData, q0: np.ndarray, budget: int, eligible: np.ndarray,
+           rng: np.random.Generator) -> np.ndarray:
+    el = np.flatnonzero(eligible)
+    if strategy == "random":
+        return rng.choice(el, size=budget, replace=False)
+    if strategy == "lowest agreement":
+        C = vote_counts(data)
+        n = C.sum(1)
+        agree = C[np.arange(len(C)), q0.argmax(1)] / np.maximum(n, 1)
+        order = np.lexsort((rng.random(el.size), agree[el]))
+        return el[order[:budget]]
+    if strategy == "lowest quality":
+        sc = quality.quality_scores(data, q0)
+        order = np.argsort(sc.rank_score[el], kind="stable")
+        return el[order[:budget]]
+    t = quality.relabel_next(data, q0, budget, candidates=eligible, exclude_gold=False)
+    return data.item_ids.get_indexer(t.index)
+
+
+def sim_relabel(name: str, kw: dict, repeats: int, strategies: list[str]) -> list[dict]:
+    rows = []
+    for rep in range(repeats):
+        s = simulate_crowd(n_features=4, gold_fraction=0.0, seed=100 + rep, **kw)
+        d = s.data
+        q0 = fit_default(d)
+        acc0 = float((q0.argmax(1) == s.truth).mean())
+        budget = d.n_items // 10
+        act = d.answers_per_worker().astype(float)
+        for strat in strategies:
+            rng = np.random.default_rng(rep)
+            items = choose(strat, d, q0, budget, np.ones(d.n_items, bool), rng)
+            seen = pd.Series(d.worker).groupby(d.item).agg(set)
+            workers = []
+            for i in items:
+                p = act.copy()
+                p[list(seen.get(i, set()))] = 0
+                workers.append(rng.choice(d.n_workers, p=p / p.sum()))
+            workers = np.array(workers)
+            lab = np.array([rng.choice(d.n_classes, p=s.true_matrices[w, s.truth[i]]) for i, w in zip(items, workers)])
+            d2 = CrowdData.from_arrays(np.r_[d.item, items], np.r_[d.worker, workers], np.r_[d.label, lab],
+                                       n_items=d.n_items, n_workers=d.n_workers, n_classes=d.n_classes,
+                                       validate=False)
+            acc = float((fit_default(d2).argmax(1) == s.truth).mean())
+            rows.append({"crowd": name, "strategy": strat, "repeat": rep, "budget": budget,
+                         "accuracy before": acc0, "gain per answer": (acc - acc0) * d.n_items / budget})
+    return rows
+
+
+def real_relabel(name: str, data: CrowdData, truth: np.ndarray, repeats: int, strategies: list[str],
+                 start: int = 2) -> list[dict]:
+    rows = []
+    m = truth >= 0
+    for rep in range(repeats):
+        rng = np.random.default_rng(rep)
+        order = rng.permutation(data.n_answers)
+        rank = np.empty(data.n_answers, dtype=np.int64)
+        # position of each answer among its item's answers, in a random order
+        srt = order[np.argsort(data.item[order], kind="stable")]
+        first = np.r_[0, np.flatnonzero(np.diff(data.item[srt])) + 1]
+        pos = np.arange(srt.size) - np.repeat(first, np.diff(np.r_[first, srt.size]))
+        rank[srt] = pos
+        keep = rank < start
+        d = CrowdData.from_arrays(data.item[keep], data.worker[keep], data.label[keep], item_ids=data.item_ids,
+                                  worker_ids=data.worker_ids, classes=data.classes, validate=False)
+        eligible = np.bincount(data.item[~keep], minlength=data.n_items) > 0
+        budget = max(1, int(eligible.sum()) // 10)
+        q0 = fit_default(d)
+        acc0 = float((q0.argmax(1)[m] == truth[m]).mean())
+        nxt = rank == start                                        # the answer revealed for each item
+        reveal = pd.Series(np.flatnonzero(nxt), index=data.item[nxt])
+        for strat in strategies:
+            items = choose(strat, d, q0, budget, eligible, np.random.default_rng(rep + 7))
+            add = reveal.reindex(items).to_numpy()
+            sel = np.r_[np.flatnonzero(keep), add]
+            d2 = CrowdData.from_arrays(data.item[sel], data.worker[sel], data.label[sel], item_ids=data.item_ids,
+                                       worker_ids=data.worker_ids, classes=data.classes, validate=False)
+            acc = float((fit_default(d2).argmax(1)[m] == truth[m]).mean())
+            rows.append({"crowd": name, "strategy": strat, "repeat": rep, "budget": budget,
+                         "accuracy before": acc0, "gain per answer": (acc - acc0) * int(m.sum()) / budget})
+    return rows
+
+
+def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
+    """A pipe table (no tabulate dependency)."""
+    def cell(v):
+        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="one simulated crowd, one repeat")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    strategies = ["relabel-next", "lowest quality", "random", "lowest agreement"]
+    sims = dict(list(SIMS.items())[:1]) if args.quick else SIMS
+    repeats = 1 if args.quick else args.repeats
+    real = real_crowds()
+
+    find = []
+    for name, kw in sims.items():
+        s = simulate_crowd(n_features=4, gold_fraction=0.0, seed=7, **kw)
+        find.append(finding_wrong(name, s.data, s.truth))
+    for name, (data, truth) in real.items():
+        find.append(finding_wrong(name, data, truth))
+    find = pd.DataFrame(find)
+    print(find.round(3).to_string(index=False))
+
+    rel = []
+    for name, kw in sims.items():
+        rel += sim_relabel(name, kw, repeats, strategies)
+    for name in ("dog", "face", "Music"):
+        if name in real:
+            rel += real_relabel(name, *real[name], repeats, strategies)
+    rel = pd.DataFrame(rel)
+    summary = rel.groupby(["crowd", "strategy"], sort=False).agg(
+        budget=("budget", "first"), accuracy_before=("accuracy before", "mean"),
+        gain_per_answer=("gain per answer", "mean"), sd=("gain per answer", "std")).reset_index()
+    print(summary.round(4).to_string(index=False))
+
+    lines = ["# Item quality and relabel-next: measurements", "",
+             f"`python benchmarks/quality.py{' --quick' if args.quick else ''}` "
+             f"({time.strftime('%Y-%m-%d')}, {time.time() - t0:.0f} s on this machine; default method "
+             f"`{DEFAULT_METHOD}`, gold never used in inference). Protocol in the script's docstring.", "",
+             "## Finding wrong consensus labels", "",
+             "AUROC of each score for wrong vs right consensus labels (higher is better); calibration of the "
+             "quality score (ECE: expected calibration error over 10 bins, lower is better).", "",
+             to_markdown(find, 3), "",
+             "## Relabel next: accuracy gained per extra answer", "",
+             "Budget = 10 % of the eligible items, one extra answer each; `gain per answer` = items turned "
+             f"right per extra answer (mean over {repeats} repeats, `sd` across repeats).", "",
+             to_markdown(summary, 4), ""]
+    OUT.write_text("\n".join(lines))
+    print(f"-> {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
