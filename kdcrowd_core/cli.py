@@ -102,6 +102,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_aggregate(args) -> int:
+    from .cli_scale import aggregate_streaming, wants_streaming
+    if wants_streaming(args):
+        return aggregate_streaming(args)
     data = _load(args.answers, args, gold=args.gold)
     method, secs = _fit_method(data, args.method, args.quiet, args.device, args.clamp_gold)
     from .quality import gold_accuracy, labels_table
@@ -198,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="columns item, label, confidence, prob_<class>...")
     _add_read_options(a)
     add_csv_guard_flag(a)
+    from .cli_scale import add_scale_options
+    add_scale_options(a)
     a.set_defaults(func=cmd_aggregate)
 
     w = sub.add_parser("workers", help="estimate each worker's expertise (confusion matrix)")

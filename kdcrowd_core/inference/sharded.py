@@ -1,0 +1,347 @@
+"""Truth inference on compact, possibly sharded answers: out of core on one process, data-parallel on many.
+
+The EM methods run on :class:`~kdcrowd_core.io.chunked.CompactAnswers` (int32/int16 arrays).
+Each process holds the answers of its own items.  Per EM iteration:
+
+- E-step: local, item block by item block, written in place into one ``N x K``
+  float32 array (no per-answer matrix of K floats, no second ``N x K`` array);
+- M-step: the per-(worker, answer) sums ``A.T @ q`` (``R*K x K``), the class totals
+  (``K``) and the log-likelihood (one number) are summed over the ranks with
+  :class:`Communicator` (``torch.distributed.all_reduce``; nothing on one process).
+
+Every rank therefore holds the same worker matrices and prior after every M-step,
+stops at the same iteration, and its items get the posteriors one process would give
+them.  The M-step and E-step formulas are the estimators' own
+(:meth:`DawidSkene._m_step`, :meth:`DawidSkene._e_step`, one-coin's ``_CoinEM``);
+only the sums across ranks are added here.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..device import resolve_device
+from ..errors import CrowdDataError
+from ..io.chunked import CompactAnswers
+from .dawid_skene import DawidSkene
+from .majority_vote import MajorityVote
+from .one_coin import OneCoinDawidSkene, _CoinEM
+
+#: answers per E-step block: bounds the temporaries to a few x 8M x 4 bytes
+BLOCK_ANSWERS = 1 << 23
+
+
+class Communicator:
+    """Sums across the ranks of the default ``torch.distributed`` group (a no-op on one process).
+
+    Counts what it sends: ``bytes_reduced`` (all-reduce payload bytes per rank) and ``calls``.
+    """
+
+    def __init__(self) -> None:
+        import torch.distributed as dist
+        self._dist = dist
+        self.active = dist.is_available() and dist.is_initialized()
+        self.world = dist.get_world_size() if self.active else 1
+        self.rank = dist.get_rank() if self.active else 0
+        self.bytes_reduced = 0
+        self.calls = 0
+        self.phase = "setup"
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """All-reduce (sum) ``t`` in place and return it."""
+        if self.world > 1:
+            self._dist.all_reduce(t)
+            self.bytes_reduced += t.numel() * t.element_size()
+            self.calls += 1
+        return t
+
+    def sum_float(self, x: float, device: torch.device) -> float:
+        if self.world == 1:
+            return float(x)
+        return float(self.sum_(torch.tensor([x], dtype=torch.float64, device=device)).item())
+
+    def allgather(self, obj):
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        self._dist.all_gather_object(out, obj)
+        return out
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n_rows: int, n_cols: int) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, val, size=(n_rows, n_cols), check_invariants=False)
+
+
+class _Block:
+    """Rows ``i0:i1`` of ``A``: what an estimator's ``_e_step`` needs (``gather_sum``)."""
+
+    def __init__(self, A: torch.Tensor, i0: int, i1: int):
+        self.A, self.i0, self.i1 = A, i0, i1
+        self.device = A.device
+
+    def gather_sum(self, table: torch.Tensor) -> torch.Tensor:
+        return self.A @ table if self.device.type == "cpu" else torch.sparse.mm(self.A, table)
+
+
+class ShardOperator:
+    """The sparse answer operators of one shard (see ``_sparse.AnswerOperator``), lean on memory.
+
+    ``A`` (items x (R*K)) is kept as row blocks of about :data:`BLOCK_ANSWERS` answers that share
+    one column array; ``At`` ((R*K) x items) shares the same all-ones values.  Memory: about
+    12 bytes per answer (two int32 column arrays and one float32 values array).
+    ``scatter_sum`` sums over the ranks.
+    """
+
+    def __init__(self, data: CompactAnswers, device: torch.device, dtype: torch.dtype, comm: Communicator,
+                 block_answers: int = BLOCK_ANSWERS):
+        K = data.n_classes
+        self.N, self.R, self.K = data.n_items, data.n_workers, K
+        self.device, self.dtype, self.comm = device, dtype, comm
+        item = data.item  # sorted ascending (the reader's contract)
+        n = item.size
+        key = data.worker.astype(np.int32) * np.int32(K) + data.label.astype(np.int32)
+        counts_i = np.bincount(item, minlength=self.N) if n else np.zeros(self.N, dtype=np.int64)
+        crow = np.zeros(self.N + 1, dtype=np.int64)
+        np.cumsum(counts_i, out=crow[1:])
+        self.val = torch.ones(n, dtype=dtype, device=device)
+        col = torch.from_numpy(key).to(device)
+        crow_t = torch.from_numpy(crow)
+        # row blocks of A
+        self.blocks: list[_Block] = []
+        i0 = 0
+        while i0 < self.N:
+            a0 = int(crow[i0])
+            i1 = int(np.searchsorted(crow, a0 + block_answers, side="right")) - 1
+            i1 = min(max(i1, i0 + 1), self.N)
+            a1 = int(crow[i1])
+            c = (crow_t[i0:i1 + 1] - a0).to(torch.int32).to(device)
+            self.blocks.append(_Block(_csr(c, col[a0:a1], self.val[a0:a1], i1 - i0, self.R * K), i0, i1))
+            i0 = i1
+        # At: answers sorted by (worker, answer); a radix sort when the key fits 16 bits
+        RK = self.R * K
+        if RK <= np.iinfo(np.uint16).max:
+            order = np.argsort(key.astype(np.uint16), kind="stable")
+        else:
+            order = torch.argsort(torch.from_numpy(key), stable=True).numpy()
+        counts_k = np.bincount(key, minlength=RK) if n else np.zeros(RK, dtype=np.int64)
+        del key
+        crow_k = np.zeros(RK + 1, dtype=np.int32)
+        np.cumsum(counts_k, out=crow_k[1:])
+        col_t = torch.from_numpy(item[order].astype(np.int32, copy=False)).to(device)
+        del order
+        self.At = _csr(torch.from_numpy(crow_k).to(device), col_t, self.val, RK, self.N)
+        self._label_counts(data)
+
+    def _label_counts(self, data: CompactAnswers) -> None:
+        """Soft majority vote (vote shares per item), float (N, K), block by block."""
+        K = self.K
+        out = np.zeros((self.N, K), dtype=np.float64)
+        item, label = data.item, data.label
+        step = BLOCK_ANSWERS
+        for a0 in range(0, item.size, step):
+            it = item[a0:a0 + step]
+            lo, hi = int(it[0]), int(it[-1]) + 1
+            flat = (it - lo).astype(np.int64) * K + label[a0:a0 + step]
+            out[lo:hi] += np.bincount(flat, minlength=(hi - lo) * K).reshape(hi - lo, K)
+        tot = out.sum(axis=1, keepdims=True)
+        tot[tot == 0] = 1.0
+        out /= tot
+        self.soft_mv = torch.from_numpy(out).to(self.device, self.dtype)
+
+    def scatter_sum(self, q: torch.Tensor) -> torch.Tensor:
+        """``(N, K) -> (R*K, K)`` summed over all ranks."""
+        s = self.At @ q if self.device.type == "cpu" else torch.sparse.mm(self.At, q)
+        return self.comm.sum_(s.contiguous())
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.val.numel() * self.val.element_size() + 8 * self.val.numel())
+
+
+@dataclass
+class ShardResult:
+    """What a sharded fit returns for this rank's items.
+
+    ``proba`` (N_local, K) float32 or float64 posteriors; ``worker_matrices`` (R, K, K)
+    ``[r, true, answer]`` and ``prior`` (K,) the same on every rank.
+    """
+
+    proba: np.ndarray
+    worker_matrices: np.ndarray
+    prior: np.ndarray | None
+    method: str
+    loglik_history: list[float] = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    bytes_reduced: int = 0
+    allreduce_calls: int = 0
+
+
+def _gold_tensors(data: CompactAnswers, use_gold: bool, device: torch.device):
+    if not (use_gold and data.has_gold):
+        return None, None
+    m = data.gold >= 0
+    return (torch.from_numpy(np.flatnonzero(m)).to(device),
+            torch.from_numpy(data.gold[m].astype(np.int64)).to(device))
+
+
+def _clamp(q: torch.Tensor, gi, gv) -> torch.Tensor:
+    if gi is not None and gi.numel():
+        q[gi] = 0
+        q[gi, gv] = 1
+    return q
+
+
+class _Threads:
+    def __init__(self, n: int | None):
+        self.n, self.before = n, None
+
+    def __enter__(self):
+        if self.n is not None:
+            if self.n < 1:
+                raise CrowdDataError("num_threads must be at least 1 (or None).")
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(int(self.n))
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            torch.set_num_threads(self.before)
+
+
+def fit_sharded(data: CompactAnswers, method, comm: Communicator | None = None,
+                callback=None) -> ShardResult:
+    """Fit ``method`` (a DawidSkene, OneCoinDawidSkene or MajorityVote instance: its settings are used)
+    on this rank's answers; collective calls happen in the same order on every rank."""
+    comm = comm or Communicator()
+    if isinstance(method, DawidSkene):
+        return _fit_ds(data, method, comm, callback)
+    if isinstance(method, OneCoinDawidSkene):
+        return _fit_one_coin(data, method, comm, callback)
+    if isinstance(method, MajorityVote):
+        return _fit_mv(data, method, comm)
+    raise CrowdDataError(f"{type(method).__name__} does not run on chunked or distributed answers.",
+                         hint="use --method dawid_skene, one_coin_dawid_skene or majority_vote.")
+
+
+def _fit_ds(data: CompactAnswers, est: DawidSkene, comm: Communicator, callback) -> ShardResult:
+    if est.initial_matrices is not None:
+        raise CrowdDataError("initial_matrices is not supported on chunked or distributed answers.")
+    dev = resolve_device(est.device)
+    if dev.type == "mps":
+        dev = torch.device("cpu")
+    dt = {"float32": torch.float32, "float64": torch.float64}.get(est.dtype)
+    if dt is None:
+        raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {est.dtype!r}.")
+    if est.n_iter < 1:
+        raise CrowdDataError("n_iter must be at least 1.")
+    with _Threads(est.num_threads):
+        t0 = time.perf_counter()
+        op = ShardOperator(data, dev, dt, comm)
+        gi, gv = _gold_tensors(data, est.use_gold, dev)
+        q = _clamp(op.soft_mv, gi, gv)
+        op.soft_mv = None
+        t_em = time.perf_counter()
+        n_ans = float(data.total_answers)
+        hist: list[float] = []
+        converged = False
+        it = 0
+        for it in range(1, est.n_iter + 1):
+            logT, log_prior = _ds_m_step(est, op, q, comm)
+            ll = 0.0
+            for blk in op.blocks:
+                qb, llb = est._e_step(blk, logT, log_prior)
+                q[blk.i0:blk.i1] = qb
+                ll += llb
+            _clamp(q, gi, gv)
+            hist.append(comm.sum_float(ll, dev) / n_ans)
+            if callback is not None:
+                callback(it, hist[-1])
+            if len(hist) > 1 and abs(hist[-1] - hist[-2]) < est.tol:
+                converged = True
+                break
+        logT, log_prior = _ds_m_step(est, op, q, comm)
+        t_done = time.perf_counter()
+        R, K = data.n_workers, data.n_classes
+        T = logT.exp().reshape(R, K, K).transpose(1, 2).double().cpu().numpy()
+        proba = q.cpu().numpy()
+    return ShardResult(proba=proba, worker_matrices=T, prior=log_prior.exp().double().cpu().numpy(),
+                       method=est.name, loglik_history=hist, n_iter=it, converged=converged,
+                       timings={"setup": t_em - t0, "em": t_done - t_em}, bytes_reduced=comm.bytes_reduced,
+                       allreduce_calls=comm.calls)
+
+
+def _ds_m_step(est: DawidSkene, op: ShardOperator, q: torch.Tensor, comm: Communicator):
+    """The estimator's M-step (its ``scatter_sum`` is already summed over ranks) with the prior summed too."""
+    logT, _ = est._m_step(op, q)
+    pri = comm.sum_(q.sum(dim=0)) + est.prior_alpha
+    pri = pri.clamp_min(1e-12)
+    return logT, (pri / pri.sum()).log()
+
+
+def _fit_one_coin(data: CompactAnswers, est: OneCoinDawidSkene, comm: Communicator, callback) -> ShardResult:
+    dev = resolve_device(est.device)
+    dt = torch.float32 if dev.type == "mps" else torch.float64
+    t0 = time.perf_counter()
+    em = _CoinEM(data, dev, dt)
+    gi, gv = _gold_tensors(data, est.use_gold, dev)
+    q = torch.from_numpy(_soft_majority(data)).to(dev, dt)
+    _clamp(q, gi, gv)
+    n_r = comm.sum_(torch.from_numpy(data.answers_per_worker()).to(dev, dt))
+    t_em = time.perf_counter()
+    hist: list[float] = []
+    it = 0
+    converged = False
+
+    def m_step(q):
+        correct = comm.sum_(torch.zeros_like(n_r).index_add_(0, em.worker, em.p_correct(q)))
+        acc = (correct + est.alpha) / (n_r + 2 * est.alpha)
+        pri = comm.sum_(q.sum(0)).clamp_min(1e-12)
+        return acc, (pri / pri.sum()).log()
+
+    for it in range(1, est.n_iter + 1):
+        acc, log_prior = m_step(q)
+        q, ll = em.e_step(acc[em.worker], log_prior, gi, gv)
+        hist.append(comm.sum_float(ll, dev) / data.total_answers)
+        if callback is not None:
+            callback(it, hist[-1])
+        if len(hist) > 1 and abs(hist[-1] - hist[-2]) < est.tol:
+            converged = True
+            break
+    acc, log_prior = m_step(q)
+    from .one_coin import _coin_matrices
+    T = _coin_matrices(acc.double().cpu().numpy(), data.n_classes)
+    return ShardResult(proba=q.cpu().numpy(), worker_matrices=T, prior=log_prior.exp().double().cpu().numpy(),
+                       method=est.name, loglik_history=hist, n_iter=it, converged=converged,
+                       timings={"setup": t_em - t0, "em": time.perf_counter() - t_em},
+                       bytes_reduced=comm.bytes_reduced, allreduce_calls=comm.calls)
+
+
+def _soft_majority(data: CompactAnswers) -> np.ndarray:
+    counts = np.bincount(data.item.astype(np.int64) * data.n_classes + data.label,
+                         minlength=data.n_items * data.n_classes).reshape(data.n_items, data.n_classes)
+    counts = counts.astype(np.float64)
+    tot = counts.sum(axis=1, keepdims=True)
+    tot[tot == 0] = 1.0
+    return counts / tot
+
+
+def _fit_mv(data: CompactAnswers, est: MajorityVote, comm: Communicator) -> ShardResult:
+    t0 = time.perf_counter()
+    p = est._fit(data)
+    # worker matrices as the estimators report them for MV: alpha = 1 plus expected counts
+    op = ShardOperator(data, torch.device("cpu"), torch.float64, comm)
+    op.soft_mv = None
+    R, K = data.n_workers, data.n_classes
+    counts = op.scatter_sum(torch.from_numpy(np.ascontiguousarray(p))).reshape(R, K, K).transpose(1, 2) + 1.0
+    T = (counts / counts.sum(dim=2, keepdim=True)).numpy()
+    pri = comm.sum_(torch.from_numpy(p.sum(axis=0)))
+    return ShardResult(proba=p, worker_matrices=T, prior=(pri / pri.sum()).numpy(), method=est.name,
+                       timings={"setup": 0.0, "em": time.perf_counter() - t0},
+                       bytes_reduced=comm.bytes_reduced, allreduce_calls=comm.calls)
