@@ -80,25 +80,29 @@ def _write_df(df: pd.DataFrame, path: str, args=None) -> None:
 
 # ----------------------------------------------------------------- commands
 def cmd_validate(args) -> int:
-    from .io import read_features, read_gold
-    ok = True
+    """Read the files exactly as the other commands do and run every check train runs (when features are given)."""
     for f in args.files:
-        data = _load(f, args)
+        data = _load(f, args, gold=args.gold, features=args.features)
         for rep in data.report:
-            print(rep.to_text())
+            print(rep.to_text("cli"))
         print(f"  -> {data.n_items} items, {data.n_workers} workers, {data.n_classes} classes "
               f"({', '.join(map(str, data.classes[:12]))}{', ...' if data.n_classes > 12 else ''}), "
               f"{data.n_answers} answers; answers per item: min {data.answers_per_item().min()}, "
               f"median {int(np.median(data.answers_per_item()))}, max {data.answers_per_item().max()}")
         if args.gold:
-            g = read_gold(args.gold, options=read_options(args))
-            data = data.with_gold(g, source=args.gold)
-            print(f"{args.gold} (gold): {len(g)} labels, {int(data.gold_mask.sum())} on answered items")
+            print(f"{args.gold} (gold): {int(data.gold_mask.sum())} answered items have a gold label")
         if args.features:
-            X, ids, names = read_features(args.features, options=read_options(args))
-            data = data.with_features(X, ids, feature_names=names, source=args.features)
-            print(f"{args.features} (features): {X.shape[0]} rows x {X.shape[1]} features; all answered items covered")
-    return 0 if ok else EXIT_BAD_INPUT
+            from .cli_train import check_trainable, validation_splits
+            check_trainable(data, f)
+            valid, test = validation_splits(args, data)
+            print(f"{args.features} (features): {data.features.shape[1]} features; all {data.n_items} answered "
+                  "items covered")
+            for name, split, path in (("validation", valid, getattr(args, "valid_features", None)),
+                                      ("test", test, getattr(args, "test_features", None))):
+                if split is not None:
+                    print(f"{path} ({name}): {split[0].shape[0]} items")
+            print("  -> ready for kdcrowd train")
+    return 0
 
 
 def cmd_aggregate(args) -> int:
@@ -185,7 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="read files and report what was read and what was skipped and why")
     v.add_argument("files", nargs="+", metavar="FILE", help="answers file(s)")
     v.add_argument("--gold", help="gold labels file (item, label)")
-    v.add_argument("--features", help="item features file")
+    v.add_argument("--features", help="item features file (then every check of kdcrowd train runs too)")
+    v.add_argument("--valid-features", metavar="VF", help="validation items' features (as for train)")
+    v.add_argument("--valid-gold", metavar="VG", help="validation items' labels")
+    v.add_argument("--test-features", metavar="TF", help="held-out items' features")
+    v.add_argument("--test-gold", metavar="TG", help="held-out items' labels")
     _add_read_options(v)
     v.set_defaults(func=cmd_validate)
 

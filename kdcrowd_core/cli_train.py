@@ -69,6 +69,38 @@ def _split(features: str, gold: str | None, classes: pd.Index, what: str, option
     return X, y, ids
 
 
+#: the fewest answered items KD-Crowd trains on (the trainer refuses fewer)
+MIN_TRAIN_ITEMS = 4
+
+
+def check_trainable(data, answers: str) -> None:
+    """What the trainer would refuse, said before training in terms of the files (train and validate run it)."""
+    if data.features is None:
+        raise CrowdDataError("training needs item features, and none were given.", path=answers,
+                             hint="give a features file with --features (one row per item), or make one from the "
+                                  "items' texts or images with kdcrowd embed.")
+    if data.n_items < MIN_TRAIN_ITEMS:
+        raise CrowdDataError(f"KD-Crowd needs answers for at least {MIN_TRAIN_ITEMS} items to train; this file has "
+                             f"{data.n_items}.", path=answers,
+                             hint="add the answers of more items (all the batches of the task), or infer the labels "
+                                  "of these few items without training: kdcrowd aggregate.")
+
+
+def validation_splits(args, data):
+    """The --valid-*/--test-* files read and checked as train reads them (None where not given)."""
+    from .cli import read_options
+    if bool(getattr(args, "valid_features", None)) != bool(getattr(args, "valid_gold", None)):
+        raise CrowdDataError("--valid-features and --valid-gold go together.",
+                             hint="give both, or neither (then no model selection on validation data).")
+    valid = test = None
+    if getattr(args, "valid_features", None):
+        valid = _split(args.valid_features, args.valid_gold, data.classes, "validation", read_options(args))
+    if getattr(args, "test_features", None):
+        test = _split(args.test_features, getattr(args, "test_gold", None), data.classes, "test",
+                      read_options(args))
+    return valid, test
+
+
 def cmd_train(args) -> int:
     from tqdm.auto import tqdm
 
@@ -82,6 +114,7 @@ def cmd_train(args) -> int:
         raise CrowdDataError("--valid-features and --valid-gold go together.",
                              hint="give both, or neither (then no model selection on validation data).")
     data = _load(args.answers, args, gold=args.gold, features=args.features)
+    check_trainable(data, args.answers)
     overrides = {k: v for k, v in {"teacher": args.teacher, "distill": args.distill, "robust": args.robust,
                                    "device": args.device, "seed": args.seed}.items() if v is not None}
     if args.epochs is not None:

@@ -12,6 +12,8 @@ from ._source import DEFAULT_MAX_BYTES, describe_source
 from .answers import read_answers
 from .features import read_features
 from .gold import read_gold
+from ..errors import opt
+from .diagnose import diagnose_ids
 from .options import ReadOptions
 from .options import resolve as resolve_options
 
@@ -49,6 +51,7 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
         some answered items; non-numeric features.  Messages name the file.
     """
     o = resolve_options(options, feature_ids=feature_ids)
+    allow_unknown_items = allow_unknown_items or o.allow_unknown_items
     data = read_answers(answers, options=o, **read_kwargs)
     max_bytes = read_kwargs.get("max_bytes", DEFAULT_MAX_BYTES)
     if gold is not None:
@@ -57,6 +60,17 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
         rep = g.attrs.get("report") if isinstance(g.attrs.get("report"), ReadReport) else None
         src = None if g_name.startswith("<") else g_name
         n_before = len(data.report)
+        if not allow_unknown_items:
+            gids = g.dropna().index
+            if (data.item_ids.get_indexer(_coerce_like(gids, data.item_ids)) < 0).any():
+                diag = diagnose_ids(data.item_ids, gids, what="gold", source=src, current=o.id_transform)
+                raise CrowdDataError(
+                    f"gold labels for {diag.n_other_ids - diag.n_matched} items that have no answers: "
+                    + diag._template(), path=src,
+                    hint=(diag._hint_template() if diag.proposed_transform is not None else
+                          "check that the gold item ids are the answers' item ids.") +
+                    f" To ignore gold for items without answers, turn on {opt('allow_unknown_items')}.",
+                    option="id_transform" if diag.proposed_transform is not None else "allow_unknown_items")
         data = data.with_gold(g, source=src, allow_unknown_items=allow_unknown_items)
         if rep is not None:
             data.report.insert(n_before, rep)
@@ -74,6 +88,7 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
             f_name, rep = f.report.source, f.report
         src = None if f_name.startswith("<") else f_name
         ids = pd.Index(ids)
+        _check_feature_ids(data, ids, src, o, rep)
         data = data.with_features(X, ids, feature_names=list(names) if names is not None else None, source=src)
         # rows for items that have no answers
         extra = ids.get_indexer(_coerce_like(data.item_ids, ids))
@@ -85,10 +100,27 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
                 raise CrowdDataError(
                     f"{int(unknown.sum())} of {len(ids)} feature rows are for items that have no answers, e.g. {ex}.",
                     path=src,
-                    hint="check that the feature ids match the answers' item ids; pass allow_unknown_items=True "
-                         "(CLI: keep such items in a separate --test-features file) to ignore them.")
+                    hint=f"check that the feature ids match the answers' item ids; turn on "
+                         f"{opt('allow_unknown_items')} to ignore them.", option="allow_unknown_items")
             if rep is not None:
                 rep.notes.append(f"{int(unknown.sum())} feature rows for items without answers were ignored")
         if rep is not None:
             data.report.append(rep)
     return data
+
+
+def _check_feature_ids(data: CrowdData, ids: pd.Index, src: str | None, o: ReadOptions,
+                       rep: ReadReport | None) -> None:
+    """Every answered item needs a feature row: if some have none, say why (id diagnosis) and how to fix."""
+    pos = ids.get_indexer(_coerce_like(data.item_ids, ids))
+    if (pos >= 0).all():
+        return
+    row_numbers = rep is not None and rep.columns.get("item") == "<row number>"
+    diag = diagnose_ids(data.item_ids, ids, what="features", source=src, current=o.id_transform,
+                        row_numbers=row_numbers)
+    missing = int((pos < 0).sum())
+    msg = f"features are missing for {missing} of {data.n_items} answered items: " + diag._template()
+    hint = diag._hint_template() or "add a feature row for every item that has answers."
+    raise CrowdDataError(msg, path=src, hint=hint,
+                         option="feature_ids" if row_numbers else ("id_transform" if diag.proposed_transform
+                                                                   else None))

@@ -40,6 +40,7 @@ ID_TRANSFORM_PRESETS: dict[str, tuple[str, ...]] = {
     "file name": ("strip", "filename"),
     "file name without extension": ("strip", "filename", "stem"),
     "lower-case": ("strip", "lower"),
+    "file name, lower-case": ("strip", "filename", "lower"),
     "file name without extension, lower-case": ("strip", "filename", "stem", "lower"),
 }
 DEFAULT_ID_TRANSFORM = ("strip",)
@@ -77,6 +78,9 @@ class ReadOptions:
 
     ``duplicates``: a worker's repeated answers to one item: ``"all"`` count
     (as Crowd-Kit), ``"last"`` / ``"first"`` keep one.
+
+    ``allow_unknown_items``: gold labels and feature rows for items without
+    answers are ignored (noted) instead of refused.
     """
 
     format: str = "auto"
@@ -94,6 +98,7 @@ class ReadOptions:
     label_map: dict[str, str] | None = None
     classes: tuple | None = None
     duplicates: str = "all"
+    allow_unknown_items: bool = False
 
     def __post_init__(self) -> None:
         self.format = check_format(self.format)
@@ -108,7 +113,7 @@ class ReadOptions:
             self.feature_ids = os.fspath(self.feature_ids) if isinstance(self.feature_ids, os.PathLike) \
                 else self.feature_ids
         self.id_transform = parse_id_transform(self.id_transform)
-        for name in ("label_trim", "label_case_fold", "label_merge_numbers"):
+        for name in ("label_trim", "label_case_fold", "label_merge_numbers", "allow_unknown_items"):
             setattr(self, name, bool(getattr(self, name)))
         if self.label_map is not None:
             self.label_map = parse_label_map(self.label_map)
@@ -379,6 +384,9 @@ def add_cli_arguments(p: Any, *, gold: bool = True, features: bool = True) -> No
     g.add_argument("--label-map", metavar="MAP",
                    help="class names for label codes: 0=highway,1=insidecity or a two-column file (code, name)")
     g.add_argument("--classes", metavar="C1,C2,...", help="every class, in order (default: those that occur)")
+    g.add_argument("--allow-unknown-items", action="store_true",
+                   help="ignore gold labels and feature rows for items that have no answers (default: refuse them, "
+                        "as they usually mean the ids do not match)")
     g.add_argument("--duplicates", choices=list(DUPLICATES), default="all",
                    help="a worker's repeated answers to one item: all count (default, as Crowd-Kit), or keep "
                         "the last / first")
@@ -396,7 +404,7 @@ def from_cli_args(args: Any) -> ReadOptions:
             kw[name] = v
     if get("id_transform") is not None:
         kw["id_transform"] = get("id_transform")
-    for name in ("label_trim", "label_case_fold", "label_merge_numbers"):
+    for name in ("label_trim", "label_case_fold", "label_merge_numbers", "allow_unknown_items"):
         if get(name):
             kw[name] = True
     if get("label_map"):
