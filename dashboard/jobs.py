@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
-from .runs_db import RunStore
+from .runs_db import HEARTBEAT_S, RunStore
 
 #: Minimum seconds between two progress events written to SQLite for the same
 #: stage (the in-memory object keeps them all; stage changes are always written).
@@ -107,7 +107,7 @@ class JobManager:
         self.max_active = max_active
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
-        # runs left 'running' by a previous process can't be resumed
+        # runs left 'running' by a process that is gone can't be resumed; live ones (another server) stay
         store.mark_interrupted()
 
     def get(self, run_id: str) -> Job | None:
@@ -128,6 +128,7 @@ class JobManager:
             if sum(j.is_active for j in self._jobs.values()) >= self.max_active:
                 raise RuntimeError("a training run is already going; wait for it or cancel it first.")
             rec = self.store.create(config=config, dataset=dataset, dataset_key=dataset_key, dataset_id=dataset_id)
+            self.store.claim(rec.id)   # this process runs it: pid, host, first heartbeat
             job = Job(run_id=rec.id, run_dir=self.store.run_dir(rec.id))
             self._jobs[rec.id] = job
         t = threading.Thread(target=self._run, args=(job, fn), name=f"kdcrowd-run-{rec.id}", daemon=True)
@@ -172,6 +173,24 @@ class JobManager:
         job.status = "running"
         store.set_status(job.run_id, "running")
         log("run started")
+        stop_beat = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.run_id, stop_beat), daemon=True,
+                                name=f"kdcrowd-heartbeat-{job.run_id}")
+        beat.start()
+        try:
+            self._execute(job, fn, ctx, log)
+        finally:
+            stop_beat.set()
+
+    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                self.store.beat(run_id)
+            except Exception:  # noqa: BLE001 - a locked database must not kill the heartbeat
+                pass
+
+    def _execute(self, job: Job, fn: Callable[[JobContext], Any], ctx: JobContext, log) -> None:
+        store = self.store
         try:
             result = fn(ctx)
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none escapes the thread
@@ -180,9 +199,11 @@ class JobManager:
                                                  or type(exc).__name__ in ("TrainingCancelled", "JobCancelled"))
             # the store is written first: whoever sees the in-memory status change finds the store up to date
             if cancelled:
-                log("run cancelled")
+                note = str(exc) if str(exc) and str(exc) != "training cancelled" else None
+                job.error = note   # what was kept of the finished stages, when the job says so
+                log("run cancelled" + (f": {note}" if note else ""))
                 try:
-                    store.set_status(job.run_id, "cancelled")
+                    store.set_status(job.run_id, "cancelled", error=note)
                 finally:
                     job.status = "cancelled"
             else:

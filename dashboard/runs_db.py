@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -28,9 +29,13 @@ from collections.abc import Iterator
 
 from kdcrowd_core import paths
 
-#: Run statuses. "interrupted" = the app stopped while the run was going.
+#: Run statuses. "interrupted" = the process running it stopped while the run was going.
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
+#: Seconds between two heartbeats of a live run (written by the process that runs it).
+HEARTBEAT_S = 5.0
+#: A run of another host (a shared data directory) is taken for dead after this long without a heartbeat.
+STALE_AFTER_S = 120.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -46,7 +51,11 @@ CREATE TABLE IF NOT EXISTS runs (
     summary     TEXT,
     error       TEXT,
     result_dir  TEXT,
-    dataset_id  TEXT NOT NULL DEFAULT ''
+    dataset_id  TEXT NOT NULL DEFAULT '',
+    pid         INTEGER,
+    host        TEXT,
+    proc_token  TEXT,
+    heartbeat   REAL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -61,6 +70,44 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 );
 """
+
+
+#: Columns added after the first release (added to an older database when it is opened).
+_LATER_COLUMNS = {"dataset_id": "TEXT NOT NULL DEFAULT ''",   # a store made before datasets were stored
+                  "pid": "INTEGER", "host": "TEXT", "proc_token": "TEXT", "heartbeat": "REAL"}
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def process_token(pid: int) -> str | None:
+    """Start time of process ``pid`` (``/proc/<pid>/stat``, field 22), so a reused pid is not taken for the
+    same process; None where /proc is not available."""
+    try:
+        raw = Path(f"/proc/{int(pid)}/stat").read_text()
+        return raw[raw.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_alive(pid: int | None, token: str | None = None) -> bool:
+    """True when process ``pid`` of this host exists (and, when ``token`` is known, is the same process)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except OSError:
+        return False
+    if token is not None:
+        now = process_token(pid)
+        if now is not None and now != token:
+            return False
+    return True
 
 
 def data_home(setting: str | os.PathLike | None = None) -> Path:
@@ -88,6 +135,10 @@ class RunRecord:
     error: str | None = None
     result_dir: str | None = None
     dataset_id: str = ""     # the stored dataset (dashboard/datasets_db.py) it was trained on
+    pid: int | None = None
+    host: str | None = None
+    proc_token: str | None = None
+    heartbeat: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -116,6 +167,10 @@ def _default(o):
     return str(o)
 
 
+def _clock(t: float | None) -> str:
+    return "—" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
 class RunStore:
     """The runs database at ``<home>/runs.sqlite``."""
 
@@ -123,11 +178,18 @@ class RunStore:
         self.home = data_home(home)
         self.path = self.home / "runs.sqlite"
         (self.home / "runs").mkdir(exist_ok=True)
-        with self._connect() as con:
+        con = self._connect()
+        try:
             con.executescript(_SCHEMA)
-            cols = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
-            if "dataset_id" not in cols:   # a store made before datasets were stored
-                con.execute("ALTER TABLE runs ADD COLUMN dataset_id TEXT NOT NULL DEFAULT ''")
+            have = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
+            for col, typ in _LATER_COLUMNS.items():
+                if col not in have:
+                    try:
+                        con.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
+                    except sqlite3.OperationalError:   # another process added it just now
+                        pass
+        finally:
+            con.close()
 
     # ------------------------------------------------------------ plumbing
     def _connect(self) -> sqlite3.Connection:
@@ -263,14 +325,47 @@ class RunStore:
         except (paths.UnsafePathError, OSError):
             return False
 
-    def mark_interrupted(self, active_ids: set[str] = frozenset()) -> int:
-        """Runs still 'queued'/'running' in the store but not alive in this process -> 'interrupted'."""
+    # ------------------------------------------------------------ heartbeat
+    def claim(self, run_id: str, pid: int | None = None) -> None:
+        """Record which process runs ``run_id`` (pid, host, process start time) and its first heartbeat."""
+        pid = os.getpid() if pid is None else int(pid)
+        self._exec("UPDATE runs SET pid = ?, host = ?, proc_token = ?, heartbeat = ? WHERE id = ?",
+                   (pid, this_host(), process_token(pid), time.time(), run_id))
+
+    def beat(self, run_id: str) -> None:
+        """The run's process is alive: refresh its heartbeat."""
+        self._exec("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
+
+    def is_orphaned(self, r: RunRecord, now: float | None = None, stale_after: float = STALE_AFTER_S) -> bool:
+        """True when active run ``r``'s process is gone.
+
+        Same host: the recorded process no longer exists (or its pid now belongs to another process).
+        Another host (a shared data directory): no heartbeat for ``stale_after`` seconds.  A row with no
+        process recorded (written by an older version) counts by its last sign of life."""
+        if not r.is_active:
+            return False
+        now = time.time() if now is None else now
+        if r.pid is not None and r.host == this_host():
+            return not process_alive(r.pid, r.proc_token)
+        last = r.heartbeat or r.started or r.created
+        return now - float(last) > stale_after
+
+    def mark_interrupted(self, active_ids: set[str] = frozenset(), *,
+                         stale_after: float = STALE_AFTER_S) -> int:
+        """Active runs whose process is gone -> 'interrupted'; returns how many.
+
+        Runs of live processes (this one's ``active_ids``, another server's on the same data directory)
+        are left alone, so two servers sharing a data directory never interrupt each other's runs."""
         n = 0
+        now = time.time()
         for r in self.list(limit=10_000):
-            if r.is_active and r.id not in active_ids:
-                self.add_event(r.id, "log", {"message": "the app stopped while this run was going"})
-                self.set_status(r.id, "interrupted", error="The dashboard stopped while this run was going.")
-                n += 1
+            if r.id in active_ids or not self.is_orphaned(r, now, stale_after):
+                continue
+            who = f"process {r.pid} on {r.host}" if r.pid else "the process"
+            msg = f"{who} running it stopped while the run was going (no heartbeat since {_clock(r.heartbeat)})."
+            self.add_event(r.id, "log", {"message": msg})
+            self.set_status(r.id, "interrupted", error=f"Interrupted: {msg}")
+            n += 1
         return n
 
     # --------------------------------------------------------------- events

@@ -149,19 +149,37 @@ def make_job(crowd: CrowdData, config: dict[str, Any],
     ``valid = (features, class codes)``: model selection data (kept out of ``crowd`` by the caller)."""
 
     def run(ctx: JobContext):
-        from kdcrowd_core.kd import KDConfig, KDCrowd
+        from kdcrowd_core.kd import KDConfig, KDCrowd, TrainingCancelled
         cfg = KDConfig.from_dict(config)
         ctx.log(f"training on {crowd.n_items} items, {crowd.n_answers} answers, device={cfg.device}")
         if valid is not None:
             ctx.log(f"model selection on {len(valid[1])} gold items held out of training")
         save_crowd(ctx.run_dir, crowd)
         trainer = KDCrowd(cfg)
-        result = trainer.fit(crowd, valid=valid, test=test, callback=ctx.report, cancel=ctx.cancel)
+        try:
+            result = trainer.fit(crowd, valid=valid, test=test, callback=ctx.report, cancel=ctx.cancel)
+        except TrainingCancelled:
+            raise TrainingCancelled(save_partial(trainer, ctx.run_dir)) from None
         result.save(ctx.run_dir / "result")
         ctx.log(f"trained on {result.device}; result saved")
         return result
 
     return run
+
+
+def save_partial(trainer, run_dir: Path) -> str:
+    """Keep what a cancelled fit finished in ``<run_dir>/partial`` (see kdcrowd_core.kd.partial); returns the
+    sentence the Train page shows."""
+    from kdcrowd_core.kd.partial import partial_result
+    try:
+        part = partial_result(trainer)
+        if part is None or not part.finished:
+            return "Cancelled before any stage finished: nothing was kept."
+        part.save(Path(run_dir) / "partial")
+    except Exception as exc:  # noqa: BLE001 - saving the partial result must not hide the cancel
+        _log.warning("could not save the finished stages: %s", exc)
+        return f"Cancelled; the finished stages could not be saved ({type(exc).__name__}: {exc})."
+    return f"Cancelled: {part.describe()} Saved in {Path(run_dir) / 'partial'}."
 
 
 #: The most of the gold items the Train page may hold out for model selection (the rest scores the run).

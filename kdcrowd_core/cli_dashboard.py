@@ -13,7 +13,8 @@ command line (flags win over config files and ``STREAMLIT_*`` variables):
 - ``--server.headless``, ``--server.runOnSave false``, ``--server.fileWatcherType none``,
   ``--global.developmentMode false``, ``--browser.gatherUsageStats false``.
 
-The data directory (runs, datasets) is ``--data-dir``, else ``$KDCROWD_HOME``,
+At start, runs left "running" by a process that is gone are marked interrupted
+(``dashboard/launch.py``).  The data directory (runs, datasets) is ``--data-dir``, else ``$KDCROWD_HOME``,
 else ``./.kdcrowd`` when it exists, else ``~/.kdcrowd``; it is resolved in the
 caller's working directory and handed to the app as ``KDCROWD_HOME``.  The
 server runs from the repository root so the theme in ``.streamlit/config.toml``
@@ -96,7 +97,8 @@ def build_command(args) -> tuple[list[str], dict[str, str], Path]:
     if headless is None:   # no display: don't try to open a browser
         headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
                                                              or os.environ.get("WAYLAND_DISPLAY"))
-    argv = [sys.executable, "-m", "streamlit", "run", str(app),
+    # dashboard.launch marks the runs whose process is gone as interrupted, then runs `streamlit run`
+    argv = [sys.executable, "-m", "dashboard.launch", "run", str(app),
             *streamlit_flags(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, headless=headless)]
     env = dict(os.environ)
     env[HOME_ENV] = str(home)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,8 @@ def cmd_train(args) -> int:
     from .cli import _load, csv_guard_on, matrices_json, read_options
     from .data import _coerce_like
     from .io.writers import write_json, write_table
-    from .kd import KDConfig, KDCrowd
+    from .interrupt import sigint_cancels
+    from .kd import KDConfig, KDCrowd, TrainingCancelled
     from .metrics import worker_stats
 
     if bool(args.valid_features) != bool(args.valid_gold):
@@ -162,7 +164,13 @@ def cmd_train(args) -> int:
         b.set_postfix(post, refresh=True)
 
     trainer = KDCrowd(cfg)
-    result = trainer.fit(data, valid=valid, test=test, callback=progress)
+    try:
+        with sigint_cancels(threading.Event(), what="training", quiet=args.quiet) as cancel:
+            result = trainer.fit(data, valid=valid, test=test, callback=progress, cancel=cancel)
+    except TrainingCancelled:
+        for b in bars.values():
+            b.close()
+        return save_interrupted(trainer, Path(args.out))
     for b in bars.values():
         b.close()
 
@@ -204,3 +212,25 @@ def cmd_train(args) -> int:
             if summary.get(key):
                 print(f"{key}: " + ", ".join(f"{k} {v:.4f}" for k, v in summary[key].items()))
     return 0
+
+
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), finished stages saved or not.
+EXIT_INTERRUPTED = 130
+
+
+def save_interrupted(trainer, out: Path) -> int:
+    """Write what an interrupted fit finished (``OUT/labels.csv`` of the finished stages and ``OUT/partial/``),
+    say so on stderr, and return :data:`EXIT_INTERRUPTED`."""
+    from .io.writers import write_table
+    from .kd.partial import partial_result
+    part = partial_result(trainer)
+    if part is None or not part.finished:
+        print("kdcrowd train: interrupted before any stage finished; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    out.mkdir(parents=True, exist_ok=True)
+    part.save(out / "partial")
+    write_table(part.labels_frame().reset_index(), out / "labels.csv")
+    print(f"kdcrowd train: interrupted: {part.describe()} Written: {out / 'labels.csv'} (labels of the finished "
+          f"stages) and {out / 'partial'}/ (probabilities, worker matrices, weights). Run again to train the rest.",
+          file=sys.stderr)
+    return EXIT_INTERRUPTED

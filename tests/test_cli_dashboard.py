@@ -1,4 +1,4 @@
-"""`kdcrowd dashboard`: a safe server wherever it is started (issue 10, item 2).
+"""`kdcrowd dashboard`: a safe server wherever it is started (issue 10, items 2 and 7).
 
 Started from a folder with a hostile ``.streamlit/config.toml`` and hostile
 ``STREAMLIT_*`` variables, the server still listens on 127.0.0.1 only, with
@@ -85,6 +85,14 @@ def test_server_from_another_folder_is_local_with_xsrf(tmp_path):
     (cwd / ".streamlit").mkdir(parents=True)
     (cwd / ".streamlit" / "config.toml").write_text(
         '[server]\naddress = "0.0.0.0"\nenableXsrfProtection = false\nenableCORS = false\n')
+    # a run left "running" by a server killed with kill -9 (its process is gone)
+    from dashboard.runs_db import RunStore
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store = RunStore(cwd / "my_home")
+    orphan = store.create(config={}, dataset="killed server")
+    store.claim(orphan.id, pid=dead.pid)
+    store.set_status(orphan.id, "running")
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), STREAMLIT_SERVER_ADDRESS="0.0.0.0",
                STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION="false")
@@ -113,6 +121,8 @@ def test_server_from_another_folder_is_local_with_xsrf(tmp_path):
             urllib.request.urlopen(req, timeout=5)
         assert e.value.code == 403                                  # an upload without the XSRF token is refused
         assert (cwd / "my_home").is_dir()                           # --data-dir resolved in the caller's folder
+        # marked interrupted at server start, before any page was opened (issue 10: it stayed "running")
+        assert RunStore(cwd / "my_home").get(orphan.id).status == "interrupted"
     finally:
         proc.terminate()
         try:

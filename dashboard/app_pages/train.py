@@ -137,6 +137,8 @@ def _show_progress(job) -> None:
                   on_click=training.manager().cancel, args=(snap["run_id"],))
     if status == "failed":
         st.error(f"The run failed: {text.md(snap['error'])}")
+    elif status == "cancelled" and snap["error"]:
+        st.warning(text.md(snap["error"]), icon=":material/stop_circle:")
 
 
 job = training.active_job()

@@ -183,8 +183,11 @@ class KDCrowd:
     def run_student(self, targets: torch.Tensor | None = None, distill: str | None = None,
                     robust: str | None = None, forget_rate: float | None = None, epochs: int | None = None,
                     stage: str = "student"):
-        """Stage 1b (:func:`.student.run_student`).  Returns ``(head, probabilities on the items (N, K))``."""
-        return _student.run_student(self, targets, distill, robust, forget_rate, epochs, stage)
+        """Stage 1b (:func:`.student.run_student`).  Returns ``(head, probabilities on the items (N, K))``
+        (also kept as ``student_``, ``student_probs_``: a fit stopped later still has them, see :mod:`.partial`)."""
+        self.student_, self.student_probs_ = _student.run_student(self, targets, distill, robust, forget_rate,
+                                                                  epochs, stage)
+        return self.student_, self.student_probs_
 
     def run_stage2(self, s_probs: torch.Tensor, teacher: CrowdModel | None = None):
         """Stage 2 (:func:`.stage2.run_stage2`).  Returns ``(model, posteriors)``."""

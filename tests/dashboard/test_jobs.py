@@ -108,7 +108,11 @@ def test_job_cancel(store):
 
 
 def test_interrupted_runs_marked_on_restart(store):
+    import subprocess
+    gone = subprocess.Popen(["true"])
+    gone.wait()
     r = store.create(config={})
+    store.claim(r.id, pid=gone.pid)   # run by a process that has exited since (see test_runs_crash_safety.py)
     store.set_status(r.id, "running")
     JobManager(store)  # a new process starting
     rec = store.get(r.id)
