@@ -29,6 +29,7 @@ import streamlit as st
 from kdcrowd_core import io as kio
 from kdcrowd_core.data import CrowdData, ReadReport
 from kdcrowd_core.errors import CrowdDataError
+from kdcrowd_core.io.options import ReadOptions
 
 from .analysis import Analysis, compute_analysis
 from .datasets_db import DatasetRecord, DatasetStore, check_dataset_id, new_dataset_id
@@ -60,6 +61,7 @@ OPTIONAL_FIELDS = {"features": "features", "gold": "gold", "valid_features": "va
 DATASET = "kdc_dataset"
 URL_SYNCED = "kdc_url_dataset"      # the dataset id this session last wrote into the page address
 URL_ERROR = "kdc_url_error"
+FAILED_ANSWERS = "kdc_failed_answers"   # {"payload", "name", "options"} of an annotations file that did not read
 UPLOAD_ERROR = "kdc_upload_error"
 UPLOAD_NOTICE = "kdc_upload_notice"
 PENDING = "kdc_pending_uploads"
@@ -104,8 +106,8 @@ class Dataset:
     valid_gold: pd.Series | None = None
     #: the dataset's id in the store (``""`` until stored); the page URL carries it
     id: str = ""
-    #: reading options per file kind (JSON-able dicts), re-applied when the dataset is reopened
-    options: dict[str, dict] = field(default_factory=dict)
+    #: how every file of the dataset is read: a ReadOptions as a dict (only non-default fields), stored with it
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -155,19 +157,25 @@ class Dataset:
 
 # ------------------------------------------------------------------ parsing
 def parse_file(kind: str, payload: bytes, name: str, options: dict | None = None) -> Any:
-    """Read one uploaded file with the core readers and its reading ``options``.  Raises CrowdDataError."""
+    """Read one uploaded file with the core readers and the dataset's reading ``options``
+    (a :class:`~kdcrowd_core.io.options.ReadOptions` as a dict).  Raises CrowdDataError on bad input."""
     if kind not in KINDS:
         raise CrowdDataError(f"unknown upload kind {kind!r}.", hint=f"use one of {list(KINDS)}.")
     if not payload:
         raise CrowdDataError("the file is empty.", path=name, hint="upload a file with a header and rows.")
     src = _io.BytesIO(payload)
-    opts = dict(options or {})
+    opts = ReadOptions.from_dict(options or {})
     if kind == "answers":
-        return kio.read_answers(src, name=name, **{k: v for k, v in opts.items()
-                                                    if k in ("format", "item", "worker", "label") and v is not None})
+        return kio.read_answers(src, name=name, options=opts)
     if kind in ("gold", "valid_gold", "test_gold"):
-        return kio.read_gold(src, name=name)
-    return kio.read_features(src, name=name)   # (X float32, ids, names) with .report
+        return kio.read_gold(src, name=name, options=opts)
+    return kio.read_features(src, name=name, options=opts)   # (X float32, ids, names) with .report
+
+
+def message(exc: CrowdDataError) -> str:
+    """The error as the dashboard words it: options named by their controls, never library calls."""
+    render = getattr(exc, "render", None)
+    return render("dashboard") if callable(render) else str(exc)
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
@@ -271,7 +279,9 @@ def apply_upload(ds: Dataset | None, kind: str, payload: bytes, name: str, *,
     """
     name = Path(name).name or "upload"
     h = digest(payload) if payload else "empty"
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    if options is None:   # the dataset's own reading options (new annotations start from the defaults)
+        options = ds.options if ds is not None and kind != "answers" and not ds.is_sample else {}
+    opts = ReadOptions.from_dict(options).to_dict()
     parsed = (_parse_cached(kind, h, payload, name, json.dumps(opts, sort_keys=True, default=str)) if cached
               else parse_file(kind, payload, name, opts))
     src = SourceFile(kind=kind, name=name, digest=h, size=len(payload))
@@ -281,27 +291,21 @@ def apply_upload(ds: Dataset | None, kind: str, payload: bytes, name: str, *,
         carried = {f: getattr(ds, f) for k, f in OPTIONAL_FIELDS.items() if k in keep}
         new = Dataset(name=name, answers=parsed, crowd=parsed, sources={"answers": src, **keep},
                       file_reports={k: v for k, v in (ds.file_reports.items() if keep else ()) if k in keep},
-                      options={**({k: v for k, v in ds.options.items() if k in keep} if keep else {}),
-                               **({"answers": opts} if opts else {})},
-                      **carried)
+                      options=opts, **carried)
         try:
             return assemble(new)
         except CrowdDataError as exc:
             # the new answers are fine; the old optional files don't fit them: drop those
-            bare = Dataset(name=name, answers=parsed, crowd=parsed, sources={"answers": src},
-                           options={"answers": opts} if opts else {})
+            bare = Dataset(name=name, answers=parsed, crowd=parsed, sources={"answers": src}, options=opts)
             out = assemble(bare)
-            out.notes.append(f"the previously loaded optional files were dropped: {exc}")
+            out.notes.append(f"the previously loaded optional files were dropped: {message(exc)}")
             return out
     if ds is None:
         raise CrowdDataError("load the annotations first.", path=name,
                              hint="upload the answers file, then features and gold.")
     reports = {**ds.file_reports, **({kind: rep} if rep is not None else {})}
-    options_now = {k: v for k, v in ds.options.items() if k != kind}
-    if opts:
-        options_now[kind] = opts
     new = replace(ds, sources={**ds.sources, kind: src}, is_sample=False, file_reports=reports,
-                  options=options_now, **{OPTIONAL_FIELDS[kind]: parsed})
+                  options=opts, **{OPTIONAL_FIELDS[kind]: parsed})
     if ds.is_sample:
         new = replace(new, name=f"{ds.name} + {name}")
     return assemble(new)
@@ -320,14 +324,20 @@ def ingest(state: MutableMapping, kind: str, payload: bytes, name: str, options:
 
     Returns True on success.  The previous dataset stays when the file is bad.
     New annotations make a new dataset (a new id); an optional file is added to
-    the current dataset (a copy, with a new id, when that is the sample).
+    the current dataset (a copy, with a new id, when that is the sample).  An
+    annotations file that can't be read is kept in ``state[FAILED_ANSWERS]`` so
+    the page can offer its columns to pick ("Adjust how this file is read").
     """
     old = state.get(DATASET)
+    name = Path(name).name or "upload"
     try:
         new = apply_upload(old, kind, payload, name, options=options)
-        new = persist(old, new, {kind: (payload, Path(name).name or "upload")}, new_id=kind == "answers")
+        new = persist(old, new, {kind: (payload, name)}, new_id=kind == "answers")
     except CrowdDataError as exc:
-        state[UPLOAD_ERROR] = f"{name}: could not use this file. {exc}" if name not in str(exc) else str(exc)
+        text_ = message(exc)
+        state[UPLOAD_ERROR] = text_ if name in text_ else f"{name}: could not use this file. {text_}"
+        if kind == "answers" and payload:
+            state[FAILED_ANSWERS] = {"payload": payload, "name": name, "options": dict(options or {})}
         return False
     except Exception as exc:  # noqa: BLE001 - an unexpected reader bug must not blank the app
         state[UPLOAD_ERROR] = (f"{name}: could not read this file ({type(exc).__name__}: {exc}). "
@@ -335,34 +345,53 @@ def ingest(state: MutableMapping, kind: str, payload: bytes, name: str, options:
         return False
     state[DATASET] = new
     state.pop(UPLOAD_ERROR, None)
+    if kind == "answers":
+        state.pop(FAILED_ANSWERS, None)
     try:
         prefetch(new)
     except Exception:  # noqa: BLE001 - prefetch is an optimisation only
         pass
-    state[UPLOAD_NOTICE] = f"Loaded {KINDS[kind].split(' (')[0].lower()} from {Path(name).name}."
+    state[UPLOAD_NOTICE] = f"Loaded {KINDS[kind].split(' (')[0].lower()} from {name}."
     return True
 
 
-def reread(state: MutableMapping, kind: str, options: dict | None) -> bool:
-    """Read the current dataset's ``kind`` file again with other reading ``options`` (same dataset id).
+def build_from_store(rec: DatasetRecord, options: dict | None) -> Dataset:
+    """A stored dataset's files read again (answers first) with reading ``options``; raises CrowdDataError."""
+    store = dataset_store()
+    ds = None
+    for kind in APPLY_ORDER:
+        meta = rec.files.get(kind)
+        if meta is not None:
+            ds = apply_upload(ds, kind, store.read_file(rec.id, kind), meta["name"], options=options or {})
+    if ds is None:
+        raise CrowdDataError("this dataset has no annotations file.", hint="upload it again on the Data page.")
+    return ds
 
-    On bad input the message goes to ``state[UPLOAD_ERROR]`` and the dataset stays as it was.
-    """
+
+def reread(state: MutableMapping, options: dict | None) -> bool:
+    """Read every file of the current dataset again with other reading ``options`` (same dataset id;
+    a copy for the sample).  On bad input the message goes to ``state[UPLOAD_ERROR]`` and nothing changes."""
     ds = state.get(DATASET)
-    if ds is None or kind not in ds.sources or not ds.id:
-        state[UPLOAD_ERROR] = "There is no such file in this dataset to read again: upload it first."
+    rec = dataset_store().get(ds.id) if ds is not None and ds.id else None
+    if rec is None or "answers" not in rec.files:
+        state[UPLOAD_ERROR] = "This dataset's files are not stored: upload the annotations again."
         return False
-    payload = read_source(ds, kind)
-    name = ds.sources[kind].name
+    name = rec.files["answers"]["name"]
     try:
-        new = apply_upload(ds, kind, payload, name, options=options)
-        new = persist(ds, new, {kind: (payload, name)}, new_id=False)
+        new = build_from_store(rec, options)
+        if ds.is_sample:
+            new = replace(new, name=f"{ds.name} (other reading settings)")
+        new = persist(ds, new, {}, new_id=False)
     except CrowdDataError as exc:
-        state[UPLOAD_ERROR] = f"{name}: could not read it with these settings. {exc}"
+        state[UPLOAD_ERROR] = f"{name}: could not read it with these settings. {message(exc)}"
         return False
     state[DATASET] = new
     state.pop(UPLOAD_ERROR, None)
     state[UPLOAD_NOTICE] = f"Read {name} again with the chosen settings."
+    try:
+        prefetch(new)
+    except Exception:  # noqa: BLE001
+        pass
     return True
 
 
@@ -433,19 +462,16 @@ def sample_record() -> DatasetRecord:
 
 @st.cache_resource(max_entries=8, show_spinner="Opening the dataset…")
 def _open_cached(version: str, _rec: DatasetRecord, home: str) -> Dataset:
-    if _rec.is_sample:
-        ds = load_sample()
-    else:
-        store = dataset_store()
-        ds = None
-        for kind in APPLY_ORDER:
-            meta = _rec.files.get(kind)
-            if meta is not None:
-                ds = apply_upload(ds, kind, store.read_file(_rec.id, kind), meta["name"],
-                                  options=(_rec.options or {}).get(kind))
-        if ds is None:
-            raise CrowdDataError("this dataset has no annotations file.", hint="upload it again on the Data page.")
+    ds = load_sample() if _rec.is_sample else build_from_store(_rec, stored_options(_rec))
     return replace(ds, id=_rec.id, name=_rec.name, is_sample=_rec.is_sample)
+
+
+def stored_options(rec: DatasetRecord) -> dict:
+    """The record's reading options (records of the first store version kept them per file kind)."""
+    o = dict(rec.options or {})
+    if "answers" in o and isinstance(o["answers"], dict):
+        o = dict(o["answers"])
+    return ReadOptions.from_dict(o).to_dict()
 
 
 def open_dataset(dataset_id: str) -> Dataset:
@@ -490,7 +516,7 @@ def follow_url() -> None:
         try:
             s[DATASET] = open_dataset(want)
         except CrowdDataError as exc:
-            s[URL_ERROR] = f"The dataset in the page address could not be opened: {exc}"
+            s[URL_ERROR] = f"The dataset in the page address could not be opened: {message(exc)}"
     ds = current()
     if ds.id and st.query_params.get("dataset") != ds.id:
         st.query_params["dataset"] = ds.id

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state, text
+from dashboard import adjust, charts, state, text
+from kdcrowd_core.io.options import ReadOptions
 from kdcrowd_core.errors import CrowdDataError
 
 st.title("Data")
@@ -47,6 +48,7 @@ def _on_upload(kind: str) -> None:
 
 
 def _use_sample() -> None:
+    st.session_state.pop(state.FAILED_ANSWERS, None)
     st.session_state[state.DATASET] = state.open_dataset(state.sample_record().id)
     st.session_state.pop(state.UPLOAD_ERROR, None)
     st.session_state[state.UPLOAD_NOTICE] = "Opened the sample data."
@@ -54,6 +56,7 @@ def _use_sample() -> None:
 
 def _open_picked(key: str) -> None:
     picked = st.session_state.get(key)
+    st.session_state.pop(state.FAILED_ANSWERS, None)
     try:
         st.session_state[state.DATASET] = state.open_dataset(picked)
     except CrowdDataError as exc:
@@ -152,6 +155,7 @@ elif st.session_state.get(state.UPLOAD_NOTICE):
     st.success(text.md(st.session_state.pop(state.UPLOAD_NOTICE)), icon=":material/check_circle:")
 
 ds = state.current()
+adjust.panel(ds, st.session_state.get(state.FAILED_ANSWERS))
 state.prefetch(ds)   # the Workers/Disagreement numbers start computing now
 c = ds.crowd
 for note in ds.notes:
@@ -176,6 +180,9 @@ with st.expander("What was read, what was skipped", expanded=any(r.skipped for r
                      "size": f"{src.size / 1e6:.2f} MB" if src.size else "—"})
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
+    chosen = ReadOptions.from_dict(ds.options).describe()
+    st.markdown("**Reading settings:** " + (text.md("; ".join(chosen)) if chosen else "as detected (defaults)")
+                + f" — change them under “{adjust.TITLE}”.")
     for rep in ds.reports:
         st.code(rep.to_text(), language=None)
         if rep.skipped:

@@ -25,8 +25,8 @@ def test_store_round_trip(kdcrowd_home):
     store = DatasetStore(kdcrowd_home)
     did = new_dataset_id()
     rec = store.save(dataset_id=did, name="first", files={"answers": (b"item,worker,label\n1,a,x\n", "a.csv")},
-                     options={"answers": {"item": "item"}}, counts={"n_items": 1, "n_workers": 1, "n_answers": 1})
-    assert rec.id == did and rec.files["answers"]["name"] == "a.csv" and rec.options["answers"] == {"item": "item"}
+                     options={"item": "item"}, counts={"n_items": 1, "n_workers": 1, "n_answers": 1})
+    assert rec.id == did and rec.files["answers"]["name"] == "a.csv" and rec.options == {"item": "item"}
     assert store.read_file(did, "answers") == b"item,worker,label\n1,a,x\n"
     assert store.file_path(did, "answers").is_relative_to(kdcrowd_home.resolve() / "datasets")
     # a second store on the same directory (another process) sees the same rows and files
@@ -77,14 +77,14 @@ def test_uploads_are_stored_and_reopen_after_a_restart(small_crowd_files, kdcrow
     rec = DatasetStore(kdcrowd_home).get(ds.id)
     assert rec.name == "my crowd" and set(rec.files) == {"answers", "features", "gold", "valid_features",
                                                           "valid_gold"}
-    assert rec.options["answers"] == {"item": "item", "worker": "worker", "label": "label"}
+    assert rec.options == {"item": "item", "worker": "worker", "label": "label"}
     assert (rec.n_items, rec.n_workers, rec.n_answers) == (ds.crowd.n_items, ds.crowd.n_workers, ds.crowd.n_answers)
 
     _restart()
     back = state.open_dataset(ds.id)
     assert back is not ds and back.id == ds.id and back.name == "my crowd"
     assert back.key == ds.key and back.crowd.n_answers == ds.crowd.n_answers and back.crowd.features.shape == (240, 8)
-    assert back.options["answers"] == rec.options["answers"] and back.has_valid
+    assert back.options == rec.options and back.has_valid
     # the sample is one dataset among the others, registered once
     recs = DatasetStore(kdcrowd_home).list()
     assert [r.is_sample for r in recs].count(True) == 1 and len(recs) == 2
