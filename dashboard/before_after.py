@@ -151,3 +151,38 @@ def verdict(changes: pd.DataFrame) -> list[str]:
             out.append(f"The {name} did not beat the teacher {where}: it fixed {r.fixed} labels and broke "
                        f"{r.broke} {span}; the difference is within the noise.")
     return out
+
+
+def model_zip(result_dir) -> bytes | None:
+    """The run's saved result folder (``result.json``, ``arrays.npz``, ``models.pt``) as zip bytes, or None."""
+    import io
+    import zipfile
+    from pathlib import Path
+    if not result_dir:
+        return None
+    d = Path(result_dir) / "result"
+    if not (d / "result.json").is_file():
+        return None
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(d.iterdir()):
+            if f.is_file() and f.name in ("result.json", "arrays.npz", "models.pt"):
+                z.write(f, arcname=f"model/{f.name}")
+    return buf.getvalue()
+
+
+def test_predictions(result, model: str | None = None) -> pd.DataFrame | None:
+    """The test split's predictions of ``model`` (the recommended one, else stage 2): ``item, label,
+    confidence, prob_<class>..., model`` (the columns of ``kdcrowd predict``), or None without a test split."""
+    tp = dict(getattr(result, "test_probas", {}) or {})
+    name = model if model in tp else ("stage2" if "stage2" in tp else next(iter(tp), None))
+    if name is None:
+        return None
+    P = np.asarray(tp[name])
+    ids = getattr(result, "test_ids", None)
+    out = pd.DataFrame({"item": list(ids) if ids is not None else list(range(len(P))),
+                        "label": pd.Index(result.classes).take(P.argmax(1)), "confidence": P.max(1)})
+    for k, c in enumerate(result.classes):
+        out[f"prob_{c}"] = P[:, k]
+    out["model"] = name
+    return out

@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_parser(sub)
     from .cli_quality import add_quality_parsers
     add_quality_parsers(sub)
+    from .cli_predict import add_predict_parser
+    add_predict_parser(sub)
 
     try:
         from .cli_train import add_train_parser

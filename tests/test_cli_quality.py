@@ -117,3 +117,36 @@ def test_workers_flags_lists_and_clamp_gold(capsys, simdir, tmp_path):
     assert code == 0
     clamped = pd.read_csv(tmp_path / "wc.csv")
     assert not np.allclose(clamped["method_accuracy"], t["method_accuracy"])
+
+
+def test_predict_from_a_trained_run(capsys, simdir, tmp_path):
+    """A real (tiny) training run, then `kdcrowd predict` on its test items; bad inputs give clear messages."""
+    sim = tmp_path / "s"
+    assert main(["-q", "simulate", "--items", "120", "--classes", "3", "--workers", "8", "--features", "6",
+                 "--test", "40", "-o", str(sim)]) == 0
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "-q", "train", sim / "answers.csv", "--features", sim / "features.csv",
+                       "--epochs", 2, "--out", run_dir)
+    assert code == 0, err
+    out = tmp_path / "pred.csv"
+    code, _, err = run(capsys, "-q", "predict", run_dir, "--features", sim / "test_features.csv", "-o", out)
+    assert code == 0, err
+    p = pd.read_csv(out)
+    assert list(p.columns[:3]) == ["item", "label", "confidence"] and len(p) == 40
+    probs = [c for c in p.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(p[probs].sum(axis=1), 1.0, atol=1e-5)
+    assert (p["model"] == "stage2").all()
+    # the same numbers as the trainer in memory
+    from kdcrowd_core.io import read_features
+    from kdcrowd_core.kd import KDCrowd
+    X, _, _ = read_features(sim / "test_features.csv")
+    np.testing.assert_allclose(KDCrowd.load(run_dir / "model").predict_proba(X, "stage2"), p[probs].to_numpy(),
+                               atol=1e-6)
+    code, _, _ = run(capsys, "-q", "predict", run_dir, "--features", sim / "test_features.csv", "--model",
+                     "teacher", "-o", out)
+    assert code == 0 and (pd.read_csv(out)["model"] == "teacher").all()
+    # features of another run (other columns) / an unknown run folder
+    code, _, err = run(capsys, "predict", run_dir, "--features", simdir / "features.csv", "-o", out)
+    assert code == 2 and "8 columns but the run" in err and "trained on 6" in err and "--features" in err
+    code, _, err = run(capsys, "predict", tmp_path / "nope", "--features", sim / "features.csv", "-o", out)
+    assert code == 2 and "does not exist" in err

@@ -191,3 +191,16 @@ d3.download_button("Worker matrices (JSON)", compare.matrices_json(res).encode()
 d4.download_button("Run summary (JSON)", compare.summary_json(res, run.record).encode(),
                    file_name=f"summary_{run_id}.json", mime="application/json", icon=":material/download:",
                    on_click="ignore")
+e1, e2 = st.columns(2)
+model_zip = before_after.model_zip(run.record.result_dir)
+if model_zip is not None:
+    e1.download_button("Trained model (zip)", model_zip, file_name=f"model_{run_id}.zip", mime="application/zip",
+                       icon=":material/download:", on_click="ignore", key="model_download",
+                       help="The run's result folder (result.json, arrays.npz, models.pt): unzip it and run "
+                            "`kdcrowd predict FOLDER --features NEW.csv -o OUT.csv` on new items (weights are "
+                            "loaded with weights_only=True).")
+preds = before_after.test_predictions(res, rec["model"])
+if preds is not None:
+    e2.download_button(f"Test-split predictions ({len(preds):,} items, CSV)", csv_bytes(preds),
+                       file_name=f"predictions_{run_id}.csv", mime="text/csv", icon=":material/download:",
+                       on_click="ignore", key="predictions_download")

@@ -115,3 +115,20 @@ def test_before_after_intervals_changes_and_verdict():
     assert ba.recommended(res)["model"] == "teacher"            # ties go to the simpler model
     res.valid_accuracy = {}
     assert ba.recommended(res)["model"] is None
+
+
+def test_model_zip_and_test_predictions(tmp_path):
+    import zipfile
+    from dashboard import before_after as ba
+    from kdcrowd_core.kd import KDConfig, KDResult
+    P = np.array([[0.9, 0.1], [0.2, 0.8]])
+    res = KDResult(classes=pd.Index(["a", "b"]), item_ids=pd.RangeIndex(2), worker_ids=pd.RangeIndex(1),
+                   config=KDConfig(), device="cpu", probas={"stage2": P}, worker_matrices={},
+                   test_probas={"stage2": P, "teacher": P[::-1]}, test_ids=pd.Index(["t1", "t2"]))
+    res.save(tmp_path / "run" / "result")
+    z = zipfile.ZipFile(__import__("io").BytesIO(ba.model_zip(tmp_path / "run")))
+    assert {"model/result.json", "model/arrays.npz"} <= set(z.namelist())
+    assert ba.model_zip(tmp_path / "nothing") is None
+    pr = ba.test_predictions(res, "teacher")
+    assert list(pr["label"]) == ["b", "a"] and list(pr["item"]) == ["t1", "t2"] and (pr["model"] == "teacher").all()
+    assert list(ba.test_predictions(res, None)["label"]) == ["a", "b"]
