@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_quality_parsers(sub)
     from .cli_predict import add_predict_parser
     add_predict_parser(sub)
+    from .cli_embed import add_embed_parser
+    add_embed_parser(sub)
 
     try:
         from .cli_train import add_train_parser
