@@ -182,3 +182,46 @@ def panel(ds: state.Dataset, failed: dict | None) -> None:
                                               else [])
                 col.selectbox(label, choices, index=choices.index(str(current)) if current is not None else 0,
                               key=k[field], on_change=_apply, args=args)
+
+
+def _use_transform(steps: tuple[str, ...]) -> None:
+    state.apply_id_transform(st.session_state, steps)
+
+
+def _diagnosis_box(kind: str, d, pending: bool) -> None:
+    what = state.ID_KINDS.get(kind, kind)
+    with st.container(border=True):
+        head = (f"The item ids of {text.md(d.source or what)} don't line up with the annotations'"
+                + (": the file was not added." if pending else "."))
+        st.markdown(f"**{head}**")
+        st.write(text.md(d.message("dashboard")))
+        if d.example_answer_id is not None or d.example_other_id is not None:
+            st.dataframe(pd.DataFrame({"annotations' item id (example)": [str(d.example_answer_id)],
+                                       f"{what} id (example)": [str(d.example_other_id)]}),
+                         hide_index=True, key=f"diag_examples_{kind}_{pending}")
+        if d.proposed_transform is not None:
+            name = id_transform_name(d.proposed_transform)
+            st.caption(text.md(f"With the item id transform “{name}”, {d.n_matched_proposed} ids match "
+                               f"(now {d.n_matched})."))
+            st.button(f"Use the item id transform “{name}”", key=f"diag_apply_{kind}_{pending}", type="primary",
+                      icon=":material/auto_fix_high:", on_click=_use_transform, args=(tuple(d.proposed_transform),))
+        else:
+            hint = d.hint("dashboard")
+            if hint:
+                st.caption(text.md(hint))
+
+
+def id_diagnosis(ds: state.Dataset, pending: dict | None) -> None:
+    """io's id diagnosis for a file that was refused (``pending``) or loaded with few matching ids."""
+    if pending is not None:
+        _diagnosis_box(pending["kind"], pending["diagnosis"], True)
+    for kind, d in _problems(ds):
+        if pending is None or kind != pending["kind"]:
+            _diagnosis_box(kind, d, False)
+
+
+def _problems(ds: state.Dataset):
+    try:
+        return state.id_problems(ds)
+    except Exception:  # noqa: BLE001 - a diagnosis failure must not hide the page
+        return []

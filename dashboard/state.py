@@ -61,6 +61,7 @@ OPTIONAL_FIELDS = {"features": "features", "gold": "gold", "valid_features": "va
 DATASET = "kdc_dataset"
 URL_SYNCED = "kdc_url_dataset"      # the dataset id this session last wrote into the page address
 URL_ERROR = "kdc_url_error"
+ID_PENDING = "kdc_id_pending"   # {"kind", "payload", "name", "diagnosis"} of a file whose ids did not line up
 FAILED_ANSWERS = "kdc_failed_answers"   # {"payload", "name", "options"} of an annotations file that did not read
 UPLOAD_ERROR = "kdc_upload_error"
 UPLOAD_NOTICE = "kdc_upload_notice"
@@ -338,6 +339,7 @@ def ingest(state: MutableMapping, kind: str, payload: bytes, name: str, options:
         state[UPLOAD_ERROR] = text_ if name in text_ else f"{name}: could not use this file. {text_}"
         if kind == "answers" and payload:
             state[FAILED_ANSWERS] = {"payload": payload, "name": name, "options": dict(options or {})}
+        _diagnose_failed(state, old, kind, payload, name, options)
         return False
     except Exception as exc:  # noqa: BLE001 - an unexpected reader bug must not blank the app
         state[UPLOAD_ERROR] = (f"{name}: could not read this file ({type(exc).__name__}: {exc}). "
@@ -347,6 +349,8 @@ def ingest(state: MutableMapping, kind: str, payload: bytes, name: str, options:
     state.pop(UPLOAD_ERROR, None)
     if kind == "answers":
         state.pop(FAILED_ANSWERS, None)
+    if kind == "answers" or (state.get(ID_PENDING) or {}).get("kind") == kind:
+        state.pop(ID_PENDING, None)
     try:
         prefetch(new)
     except Exception:  # noqa: BLE001 - prefetch is an optimisation only
@@ -368,31 +372,103 @@ def build_from_store(rec: DatasetRecord, options: dict | None) -> Dataset:
     return ds
 
 
-def reread(state: MutableMapping, options: dict | None) -> bool:
+def reread(state: MutableMapping, options: dict | None,
+           upload: tuple[str, bytes, str] | None = None) -> bool:
     """Read every file of the current dataset again with other reading ``options`` (same dataset id;
-    a copy for the sample).  On bad input the message goes to ``state[UPLOAD_ERROR]`` and nothing changes."""
+    a copy for the sample), plus ``upload = (kind, bytes, name)`` when given.  On bad input the message
+    goes to ``state[UPLOAD_ERROR]`` and nothing changes."""
     ds = state.get(DATASET)
     rec = dataset_store().get(ds.id) if ds is not None and ds.id else None
     if rec is None or "answers" not in rec.files:
         state[UPLOAD_ERROR] = "This dataset's files are not stored: upload the annotations again."
         return False
-    name = rec.files["answers"]["name"]
+    name = upload[2] if upload is not None else rec.files["answers"]["name"]
     try:
         new = build_from_store(rec, options)
+        uploads = {}
+        if upload is not None:
+            kind, payload, fname = upload
+            new = apply_upload(new, kind, payload, fname, options=options or {})
+            uploads = {kind: (payload, fname)}
         if ds.is_sample:
             new = replace(new, name=f"{ds.name} (other reading settings)")
-        new = persist(ds, new, {}, new_id=False)
+        new = persist(ds, new, uploads, new_id=False)
     except CrowdDataError as exc:
         state[UPLOAD_ERROR] = f"{name}: could not read it with these settings. {message(exc)}"
         return False
     state[DATASET] = new
     state.pop(UPLOAD_ERROR, None)
-    state[UPLOAD_NOTICE] = f"Read {name} again with the chosen settings."
+    state.pop(ID_PENDING, None)
+    state[UPLOAD_NOTICE] = (f"Loaded {name} with the new item id transform." if upload is not None
+                            else f"Read {name} again with the chosen settings.")
     try:
         prefetch(new)
     except Exception:  # noqa: BLE001
         pass
     return True
+
+
+# ------------------------------------------------------------ id diagnosis
+#: kinds whose item ids must line up with the answers', and how messages name them
+ID_KINDS = {"features": "features", "gold": "gold", "content": "item content"}
+
+
+def _ids_of(kind: str, parsed: Any) -> pd.Index | None:
+    if kind == "gold":
+        return pd.Index(parsed.dropna().index) if isinstance(parsed, pd.Series) else None
+    if kind == "features":
+        return pd.Index(parsed[1])
+    ids = getattr(parsed, "ids", None)
+    return pd.Index(list(ids)) if ids is not None else None
+
+
+def diagnose(ds: Dataset, kind: str, ids: Any, source: str | None = None):
+    """io's id diagnosis of ``ids`` (of a ``kind`` file) against the dataset's answered items."""
+    from kdcrowd_core.io.diagnose import diagnose_ids
+    return diagnose_ids(ds.answers.item_ids, ids, what=ID_KINDS.get(kind, kind), source=source,
+                        current=ReadOptions.from_dict(ds.options).id_transform)
+
+
+def id_problems(ds: Dataset) -> list[tuple[str, Any]]:
+    """``(kind, IdDiagnosis)`` for loaded features / gold whose ids match few answered items and that an
+    id transform would fix (the Data page offers the fix)."""
+    out = []
+    parts = {"features": ds.features[1] if ds.features is not None else None,
+             "gold": ds.gold.dropna().index if ds.gold is not None else None}
+    for kind, ids in parts.items():
+        if ids is None:
+            continue
+        src = ds.sources.get(kind)
+        d = diagnose(ds, kind, ids, src.name if src else None)
+        if not d.ok and d.proposed_transform is not None and d.n_matched_proposed > d.n_matched:
+            out.append((kind, d))
+    return out
+
+
+def _diagnose_failed(state: MutableMapping, old: Dataset | None, kind: str, payload: bytes, name: str,
+                     options: dict | None) -> None:
+    """After a features / gold upload failed: when its ids don't line up, keep io's diagnosis for the page."""
+    if old is None or kind not in ("features", "gold") or not payload:
+        return
+    try:
+        parsed = parse_file(kind, payload, name, options if options is not None else old.options)
+        ids = _ids_of(kind, parsed)
+        if ids is None:
+            return
+        d = diagnose(old, kind, ids, name)
+    except Exception:  # noqa: BLE001 - the diagnosis is a help; the upload's own error is already shown
+        return
+    if not d.ok:
+        state[ID_PENDING] = {"kind": kind, "payload": payload, "name": name, "diagnosis": d}
+
+
+def apply_id_transform(state: MutableMapping, steps: tuple[str, ...] | list[str]) -> bool:
+    """Read the dataset again with item id transform ``steps`` (adding the file that was waiting for it)."""
+    ds = state.get(DATASET)
+    opts = ReadOptions.from_dict(ds.options).replace(id_transform=tuple(steps)).to_dict()
+    pending = state.get(ID_PENDING)
+    upload = (pending["kind"], pending["payload"], pending["name"]) if pending else None
+    return reread(state, opts, upload)
 
 
 def process_pending(state: MutableMapping) -> None:

@@ -156,6 +156,7 @@ elif st.session_state.get(state.UPLOAD_NOTICE):
 
 ds = state.current()
 adjust.panel(ds, st.session_state.get(state.FAILED_ANSWERS))
+adjust.id_diagnosis(ds, st.session_state.get(state.ID_PENDING))
 state.prefetch(ds)   # the Workers/Disagreement numbers start computing now
 c = ds.crowd
 for note in ds.notes:

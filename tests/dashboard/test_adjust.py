@@ -87,3 +87,42 @@ def test_class_names_for_label_codes(kdcrowd_home):
     box.input("nonsense").run()
     assert at.error and "Class names for label codes" in at.error[0].value
     assert at.session_state[state.DATASET].id == ds.id
+
+
+def _toloka(n_items=10):
+    rows = ["INPUT:image\tOUTPUT:result\tASSIGNMENT:worker_id"]
+    for i in range(n_items):
+        for w in range(3):
+            rows.append(f"https://toloka.example/img/img_{i:02d}.jpg\t{['cat', 'dog'][(i + (w == 2)) % 2]}\tw{w}")
+    feats = ["item,f0,f1"] + [f"img_{i:02d}.jpg,{i / 10:.2f},{1 - i / 10:.2f}" for i in range(n_items)]
+    return "\n".join(rows).encode(), "\n".join(feats).encode()
+
+
+def test_toloka_url_ids_and_features_keyed_by_file_name(kdcrowd_home):
+    answers, features = _toloka()
+    at = _page()
+    at.session_state[state.PENDING] = [("answers", answers, "assignments.tsv"), ("features", features, "feats.csv")]
+    at.run()
+    assert not at.exception
+    ds = at.session_state[state.DATASET]
+    assert ds.crowd.n_items == 10 and ds.crowd.features is None          # the features were refused
+    pending = at.session_state[state.ID_PENDING]
+    d = pending["diagnosis"]
+    assert d.n_matched == 0 and d.proposed_transform == ("strip", "filename") and d.n_matched_proposed == 10
+    assert "img_00.jpg" in str(d.example_other_id) and "https://" in str(d.example_answer_id)
+    assert any("line up" in m.value for m in at.markdown)
+    fix = [b for b in at.button if b.label.startswith("Use the item id transform")]
+    assert fix and "file name" in fix[0].label
+    fix[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    fixed = at.session_state[state.DATASET]
+    assert fixed.id == ds.id and fixed.crowd.features is not None and fixed.crowd.features.shape == (10, 2)
+    assert "img_03.jpg" in [str(i) for i in fixed.crowd.item_ids]
+    assert state.ID_PENDING not in at.session_state
+    assert fixed.options["id_transform"] == ["strip", "filename"]
+    assert not [b for b in at.button if b.label.startswith("Use the item id transform")]
+    # stored: the same data comes back after a restart
+    import streamlit as st
+    st.cache_resource.clear()
+    back = state.open_dataset(fixed.id)
+    assert back.crowd.features.shape == (10, 2) and back.key == fixed.key
