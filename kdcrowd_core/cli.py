@@ -34,7 +34,8 @@ def read_options(args):
 
 def _load(answers: str, args, *, gold: str | None = None, features: str | None = None):
     from .io import load_crowd
-    return load_crowd(answers, gold=gold, features=features, options=read_options(args))
+    from .io.options import read_limits
+    return load_crowd(answers, gold=gold, features=features, options=read_options(args), **read_limits(args))
 
 
 def _fit_method(data, name: str | None, quiet: bool, device: str = "auto", clamp_gold: bool = False):

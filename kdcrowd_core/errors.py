@@ -15,6 +15,7 @@ INTERFACES = ("library", "cli", "dashboard")
 
 _MARK = "\x1f"
 _MARK_RE = re.compile(_MARK + r"([a-z_]+)" + _MARK)
+_NEWLINES = re.compile(r"\s*[\r\n]+\s*")
 
 #: option -> (library keyword, CLI flag, dashboard control).  Options of ReadOptions plus reader keywords.
 OPTION_NAMES: dict[str, tuple[str, str, str]] = {
@@ -78,6 +79,9 @@ class CrowdDataError(ValueError):
         if option is None and hint:
             m = _MARK_RE.search(hint)
             self.option = m.group(1) if m else None
+        # one line, whatever a library below said (pyarrow messages span several lines)
+        message = _NEWLINES.sub(" ", str(message))
+        hint = None if hint is None else _NEWLINES.sub(" ", str(hint))
         self.message_template = message
         self.hint_template = hint
         self.bare_message = render_text(message, "library")  # the message without location and fix

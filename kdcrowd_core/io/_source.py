@@ -7,16 +7,22 @@ failure is a :class:`~kdcrowd_core.errors.CrowdDataError` naming the file.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CrowdDataError
+from ..errors import CrowdDataError, opt
 
-#: Files larger than this are refused (1 GiB).  Every reader takes ``max_bytes=``.
+#: Files larger than this are refused (1 GiB), also once decompressed (.gz, .zip, Parquet's uncompressed
+#: size).  Every reader takes ``max_bytes=``.
 DEFAULT_MAX_BYTES = 1 << 30
+#: Tables with more rows than this are refused before they are parsed (a small compressed file can hold
+#: millions of rows).  Every reader takes ``max_rows=``; bigger crowds: ``kdcrowd aggregate --chunked``.
+DEFAULT_MAX_ROWS = 10_000_000
 
 TEXT_EXTS = {".csv", ".tsv", ".txt", ".tab", ".dat", ".data"}
 PARQUET_EXTS = {".parquet", ".pq"}
@@ -31,8 +37,6 @@ _KNOWN_UNSUPPORTED = {
     ".xlsm": "an Excel workbook: save the sheet as CSV and read that",
     ".xls": "an Excel workbook: save the sheet as CSV and read that",
     ".ods": "a spreadsheet: save the sheet as CSV and read that",
-    ".zip": "a zip archive: unzip it and read the file inside",
-    ".gz": "a gzip-compressed file: decompress it (gunzip) first",
     ".bz2": "a compressed file: decompress it first",
     ".xz": "a compressed file: decompress it first",
     ".7z": "an archive: extract it first",
@@ -60,7 +64,6 @@ _MAGIC = [
     (b"%PDF", "a PDF document"),
     (b"PK\x03\x04", "a zip archive (or an .xlsx/.docx/.ods file, which are zip archives)"),
     (b"PK\x05\x06", "an empty zip archive"),
-    (b"\x1f\x8b", "a gzip-compressed file"),
     (b"BZh9", "a bzip2-compressed file"),
     (b"\xfd7zXZ\x00", "an xz-compressed file"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-zip archive"),
@@ -148,7 +151,7 @@ def _read_bytes(source: Any, name: str | None, max_bytes: int) -> tuple[str, byt
         if size > max_bytes:
             raise CrowdDataError(
                 f"the file is {_fmt_bytes(size)}, over the size limit of {_fmt_bytes(max_bytes)}.", path=label,
-                hint="pass a larger max_bytes= if the file is meant to be this big, or split it.")
+                hint=_limit_hint(), option="max_bytes")
         try:
             return label, p.read_bytes()
         except OSError as e:
@@ -176,7 +179,7 @@ def _read_bytes(source: Any, name: str | None, max_bytes: int) -> tuple[str, byt
         raise CrowdDataError(
             f"the file is larger than the size limit of {_fmt_bytes(max_bytes)}.",
             path=None if label.startswith("<") else label,
-            hint="pass a larger max_bytes= if the file is meant to be this big, or split it.")
+            hint=_limit_hint(), option="max_bytes")
     return label, data
 
 
@@ -224,13 +227,19 @@ def _decode(src: Source) -> None:
     src.text, src.encoding = body.decode("latin-1").encode("utf-8"), "latin-1"
 
 
-def open_source(source: Any, *, name: str | None, max_bytes: int, kinds: tuple[str, ...], what: str) -> Source:
+def open_source(source: Any, *, name: str | None, max_bytes: int, kinds: tuple[str, ...], what: str,
+                max_rows: int | None = None) -> Source:
     """Read and check ``source``; ``kinds`` are the content kinds this reader accepts.
 
-    ``what`` ("answers", "gold", "features") appears in messages.
+    ``what`` ("answers", "gold", "features") appears in messages.  A ``.gz`` file or a
+    ``.zip`` holding one file is decompressed first (at most ``max_bytes``).  ``max_rows``
+    (default :data:`DEFAULT_MAX_ROWS`) bounds the rows of text and Parquet tables.
     """
     label, data = _read_bytes(source, name, max_bytes)
-    ext = "".join(Path(label).suffixes[-1:]).lower() if not label.startswith("<") else ""
+    inner = label
+    if data.startswith(_GZIP_MAGIC) or (_ext_of(label) == ".zip" and data.startswith(b"PK")):
+        label, inner, data = decompress(label, data, max_bytes)
+    ext = _ext_of(inner)
     src = Source(name=label, data=data, ext=ext, kind="text")
     supported = sorted(e for e, k in _KIND_OF_EXT.items() if k in kinds)
     if ext in _KNOWN_UNSUPPORTED:
@@ -272,7 +281,101 @@ def open_source(source: Any, *, name: str | None, max_bytes: int, kinds: tuple[s
         if not src.text.strip():
             raise src.error("the file is empty (only blank lines).",
                             hint=f"give a file of {what} with a header line and at least one row.")
+    check_rows(src, DEFAULT_MAX_ROWS if max_rows is None else max_rows, max_bytes)
     return src
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _ext_of(label: str) -> str:
+    return "".join(Path(label).suffixes[-1:]).lower() if not label.startswith("<") else ""
+
+
+def _limit_hint() -> str:
+    return (f"raise {opt('max_bytes')} if the file is meant to be this big, or split it "
+            "(kdcrowd aggregate --chunked reads big answer files in parts).")
+
+
+def decompress(label: str, data: bytes, max_bytes: int) -> tuple[str, str, bytes]:
+    """(name for messages, inner file name, bytes) of a gzip file or a zip holding one file; never over max_bytes."""
+    import gzip
+    import zipfile
+    if data.startswith(_GZIP_MAGIC):
+        inner = label[:-3] if label.lower().endswith(".gz") else label
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                out = gz.read(max_bytes + 1)
+        except (OSError, EOFError, zlib.error) as e:
+            raise CrowdDataError(f"the gzip file is damaged or incomplete ({str(e).splitlines()[0][:120]}).",
+                                 path=label, hint="download or compress it again (gzip FILE).") from None
+        if len(out) > max_bytes:
+            raise CrowdDataError(f"decompressed, the file is over the size limit of {_fmt_bytes(max_bytes)}.",
+                                 path=label, hint=_limit_hint(), option="max_bytes")
+        return label, inner, out
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CrowdDataError(f"the zip archive is damaged or incomplete ({str(e)[:120]}).", path=label,
+                             hint="create the zip again, or give the table itself.") from None
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")
+                   and not Path(m.filename).name.startswith(".")]
+        if not members:
+            raise CrowdDataError("the zip archive holds no file.", path=label,
+                                 hint="give a zip that holds one table (CSV, TSV, JSON or Parquet), or the table itself.")
+        if len(members) > 1:
+            names = ", ".join(m.filename for m in members[:6]) + (", ..." if len(members) > 6 else "")
+            raise CrowdDataError(f"the zip archive holds {len(members)} files ({names}); it must hold one table.",
+                                 path=label, hint="unzip it and give the one file to read.")
+        m = members[0]
+        where = f"{label} ({m.filename})"
+        if m.file_size > max_bytes:
+            raise CrowdDataError(f"unzipped, {m.filename} is {_fmt_bytes(m.file_size)}, over the size limit of "
+                                 f"{_fmt_bytes(max_bytes)}.", path=label, hint=_limit_hint(), option="max_bytes")
+        try:
+            with zf.open(m) as f:
+                out = f.read(max_bytes + 1)
+        except RuntimeError as e:  # encrypted
+            raise CrowdDataError(f"cannot read {m.filename} in the zip archive ({str(e)[:120]}).", path=label,
+                                 hint="give a zip without a password, or the table itself.") from None
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as e:
+            raise CrowdDataError(f"{m.filename} in the zip archive is damaged or uses an unsupported "
+                                 f"compression ({str(e)[:120]}).", path=label,
+                                 hint="create the zip again (standard deflate), or give the table itself.") from None
+        if len(out) > max_bytes:
+            raise CrowdDataError(f"unzipped, {m.filename} is over the size limit of {_fmt_bytes(max_bytes)}.",
+                                 path=label, hint=_limit_hint(), option="max_bytes")
+        return where, m.filename, out
+
+
+def check_rows(src: Source, max_rows: int, max_bytes: int) -> None:
+    """Refuse tables with more than ``max_rows`` rows (or Parquet over ``max_bytes`` uncompressed) before parsing."""
+    if max_rows is None or max_rows <= 0:
+        raise CrowdDataError(f"max_rows must be a positive number of rows, got {max_rows!r}.")
+    hint = (f"raise {opt('max_rows')} if the table is meant to be this big, or split it "
+            "(kdcrowd aggregate --chunked reads big answer files in parts).")
+    if src.kind == "text":
+        text = src.text or b""
+        n = text.count(b"\n") or text.count(b"\r")
+        if n > max_rows + 1:
+            raise src.error(f"the table has about {n:,} lines, over the limit of {max_rows:,} rows.", hint=hint,
+                            option="max_rows")
+    elif src.kind == "parquet":
+        try:
+            import pyarrow.parquet as pq
+            meta = pq.ParquetFile(io.BytesIO(src.data)).metadata
+        except Exception:  # noqa: BLE001 - unreadable files get the reader's own message
+            return
+        if meta.num_rows > max_rows:
+            raise src.error(f"the Parquet file holds {meta.num_rows:,} rows, over the limit of {max_rows:,}.",
+                            hint=hint, option="max_rows")
+        size = sum(meta.row_group(k).total_byte_size for k in range(meta.num_row_groups))
+        cells = meta.num_rows * max(meta.num_columns, 1)
+        if size > max_bytes or cells > 10 * max_rows:
+            raise src.error(f"the Parquet file holds {meta.num_rows:,} rows x {meta.num_columns} columns "
+                            f"({_fmt_bytes(size)} uncompressed), over the limit of {_fmt_bytes(max_bytes)} or "
+                            f"{10 * max_rows:,} cells.", hint=hint, option="max_rows")
 
 
 def _looks_like_suffixless(label: str) -> bool:

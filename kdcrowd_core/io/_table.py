@@ -50,6 +50,18 @@ class Table:
     first_line: int | None  # file line of row 0; None: rows are not lines (Parquet, JSON, DataFrame)
     row_word: str = "line"
     blank: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    #: columns left out because they hold lists or objects (column -> an example value, as text)
+    nested: dict = field(default_factory=dict)
+    #: header names that repeat in the file (pandas renamed the later ones ``name.1``): new name -> original
+    renamed: dict = field(default_factory=dict)
+
+    def nested_note(self) -> str | None:
+        if not self.nested:
+            return None
+        parts = [f"{c!r} (e.g. {ex})" for c, ex in list(self.nested.items())[:4]]
+        return (f"column{'s' if len(self.nested) > 1 else ''} {', '.join(parts)} "
+                f"{'hold' if len(self.nested) > 1 else 'holds'} lists or objects, which cannot be ids or labels: "
+                "left out")
 
     def where(self, positions: np.ndarray | Sequence[int]) -> list[str]:
         """Human locations of row positions: ``"line 12"`` (or ``"row 12"``)."""
@@ -255,8 +267,18 @@ def read_text_table(src: Source, *, header: bool | None = None, sep: Any = "auto
         df.columns = [_clean_name(c) for c in df.columns]
     blank = df.isna().all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), dtype=bool)
     first_line = 1 + lead_lines + (1 if header else 0)
+    renamed = _repeated_names(text, sep, list(df.columns)) if header else {}
     return Table(df=df, name=src.name, path=src.path, has_header=bool(header), first_line=first_line,
-                 blank=blank), sep
+                 blank=blank, renamed=renamed), sep
+
+
+def _repeated_names(text: bytes, sep: str | None, columns: list) -> dict:
+    """Header names that repeat (pandas reads ``a,a`` as ``a``, ``a.1``): {new name: name in the file}."""
+    first = text[:1 << 16].split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+    raw = [f.strip() for f in _split([first], sep)[0]] if first else []
+    if len(raw) != len(columns) or len(set(raw)) == len(raw):
+        return {}
+    return {c: r for c, r in zip(columns, raw) if str(c) != r and r != ""}
 
 
 def _clean_name(c: Any) -> Any:
@@ -273,12 +295,15 @@ def read_parquet_table(src: Source, *, what: str) -> Table:
     try:
         df = pd.read_parquet(io.BytesIO(src.data))
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for corrupt files
-        raise src.error(f"not a readable Parquet file ({type(e).__name__}: {str(e)[:200]}).",
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise src.error(f"not a readable Parquet file ({type(e).__name__}: {first}).",
                         hint="check that the file is complete, or save the table as CSV.") from None
     df = df.reset_index(drop=not _has_named_index(df))
     df.columns = [_clean_name(c) for c in df.columns]
+    df, nested = drop_nested(df)
     blank = df.isna().all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), dtype=bool)
-    return Table(df=df, name=src.name, path=src.path, has_header=True, first_line=None, row_word="row", blank=blank)
+    return Table(df=df, name=src.name, path=src.path, has_header=True, first_line=None, row_word="row", blank=blank,
+                 nested=nested)
 
 
 def _has_named_index(df: pd.DataFrame) -> bool:
@@ -288,6 +313,35 @@ def _has_named_index(df: pd.DataFrame) -> bool:
 def frame_table(df: pd.DataFrame, name: str | None) -> Table:
     label = name or "<DataFrame>"
     df = df.reset_index(drop=not _has_named_index(df))
+    df, nested = drop_nested(df)
     blank = df.isna().all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), dtype=bool)
     return Table(df=df, name=label, path=None if label.startswith("<") else label, has_header=True,
-                 first_line=None, row_word="row", blank=blank)
+                 first_line=None, row_word="row", blank=blank, nested=nested)
+
+
+def drop_nested(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """``df`` without the columns holding lists/dicts/arrays (from JSON or Parquet), and those columns."""
+    nested: dict = {}
+    for c in df.columns:
+        col = df[c]
+        if col.dtype != object:
+            continue
+        try:
+            pd.factorize(col)
+        except TypeError:
+            ex = next((v for v in col if v is not None and not isinstance(v, (str, int, float, bool))), None)
+            text = repr(ex.tolist() if isinstance(ex, np.ndarray) else ex)
+            nested[c] = text if len(text) <= 60 else text[:57] + "..."
+    if nested:
+        df = df.drop(columns=list(nested))
+    return df, nested
+
+
+def records_frame(records: list) -> pd.DataFrame:
+    """JSON records -> DataFrame; nested objects flattened to ``a.b`` columns (lists stay, see drop_nested)."""
+    if any(isinstance(v, dict) for r in records[:1000] if isinstance(r, dict) for v in r.values()):
+        try:
+            return pd.json_normalize(records, max_level=3)
+        except (TypeError, ValueError, AttributeError):
+            pass
+    return pd.DataFrame.from_records(records)

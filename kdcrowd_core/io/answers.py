@@ -17,10 +17,10 @@ from ._build import build_crowd, clean_ids, clean_labels
 from ._columns import (ALIASES, MTURK_ANSWER, MTURK_INPUT, _show, candidates, detect_roles, is_id_like,
                        is_truth_name, norm,
                        resolve_explicit, strip_prefix)
-from ._source import DEFAULT_MAX_BYTES, Source, open_source
+from ._source import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, Source, open_source
 from .options import FORMATS, ReadOptions, check_format  # noqa: F401 - FORMATS re-exported
 from .options import resolve as resolve_options
-from ._table import Table, delimiter_name, detect_header, frame_table, is_numberish, read_parquet_table, \
+from ._table import Table, delimiter_name, drop_nested, records_frame, detect_header, frame_table, is_numberish, read_parquet_table, \
     read_text_table
 
 #: wide cells that mean "this worker did not label this item"
@@ -33,7 +33,8 @@ def _check_format(fmt: str) -> str:
 
 def read_answers(source: Any, *, format: str | None = None, item: Any = None, worker: Any = None,
                  label: Any = None, classes: Sequence | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                 name: str | None = None, options: ReadOptions | dict | None = None) -> CrowdData:
+                 name: str | None = None, options: ReadOptions | dict | None = None,
+                 max_rows: int = DEFAULT_MAX_ROWS) -> CrowdData:
     """Read crowd answers into a :class:`~kdcrowd_core.data.CrowdData`.
 
     Parameters
@@ -54,7 +55,9 @@ def read_answers(source: Any, *, format: str | None = None, item: Any = None, wo
         Default: the labels that occur, numbers in numeric order, text in
         alphabetical order.
     max_bytes : int
-        Refuse files bigger than this (default 1 GiB).
+        Refuse files bigger than this (default 1 GiB), also once decompressed.
+    max_rows : int
+        Refuse tables with more rows than this (default 10 million) before parsing them.
     options : ReadOptions, optional
         Every reading choice in one object (columns, format, id transform,
         label normalisation, duplicates; docs/formats.md, "Reading options").
@@ -82,13 +85,15 @@ def read_answers(source: Any, *, format: str | None = None, item: Any = None, wo
         table = frame_table(source, name)
         rep = ReadReport(source=table.name)
         return _dispatch_table(table, fmt, rep, item=item, worker=worker, label=label, classes=classes, options=options)
-    src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "json"), what="answers")
+    src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "json"), what="answers",
+                      max_rows=max_rows)
     rep = ReadReport(source=src.name, encoding=src.encoding)
     if src.kind == "json" or fmt == "labelstudio":
         if src.kind != "json":
             raise src.error("the Label Studio layout expects a Label Studio JSON export.",
                             hint=f"export the project from Label Studio as JSON, or pick another {opt('format')}.")
-        return _read_json(src, fmt, rep, item=item, worker=worker, label=label, classes=classes, options=options)
+        return _read_json(src, fmt, rep, item=item, worker=worker, label=label, classes=classes, options=options,
+                          max_rows=max_rows)
     if src.kind == "parquet":
         table = read_parquet_table(src, what="answers")
     else:
@@ -138,6 +143,35 @@ def _name_found(cols: Sequence[Any], role: str) -> bool:
 
 
 def _dispatch_table(table: Table, fmt: str, rep: ReadReport, *, item, worker, label, classes, options) -> CrowdData:
+    note = table.nested_note()
+    if note:
+        rep.notes.append(note)
+    if table.renamed:
+        rep.notes.append(_renamed_note(table.renamed))
+    try:
+        return _dispatch_checked(table, fmt, rep, item=item, worker=worker, label=label, classes=classes,
+                                 options=options)
+    except CrowdDataError as e:
+        if not note:
+            raise
+        raise CrowdDataError(e.message_template + " Note: " + note + ".", path=e.path, line=e.line,
+                             column=e.column, option=e.option,
+                             hint=(e.hint_template or "") + " Flatten nested values to one plain value per field "
+                                  "(for example item.id rather than item: {id: ...}).") from None
+
+
+def _renamed_note(renamed: dict) -> str:
+    groups: dict = {}
+    for new, orig in renamed.items():
+        groups.setdefault(orig, []).append(new)
+    parts = [f"{orig!r} ({len(news) + 1} columns, read as {', '.join(repr(x) for x in [orig, *news])})"
+             for orig, news in groups.items()]
+    return ("repeated column names: " + "; ".join(parts) + ". In a wide file each is a separate worker; rename the "
+            "columns if they are different workers, or merge them if they are one")
+
+
+def _dispatch_checked(table: Table, fmt: str, rep: ReadReport, *, item, worker, label, classes,
+                      options) -> CrowdData:
     if len(table.df) == 0 or table.blank.all():
         raise CrowdDataError("the file has a header but no data rows." if table.has_header and len(table.df.columns)
                              else "the file has no data rows.", path=table.path,
@@ -442,6 +476,41 @@ def _status_drop(df: pd.DataFrame, col: Any, bad: tuple[str, ...]) -> np.ndarray
     return s.isin(bad).fillna(False).to_numpy(dtype=bool)
 
 
+_TICKED = {"true", "1", "yes", "on", "x", "checked", "t", "y"}
+_UNTICKED = {"false", "0", "no", "off", "", "f", "n", "unchecked"}
+
+
+def _is_boolean_column(col: pd.Series) -> bool:
+    v = col.dropna().astype("string").str.strip().str.lower()
+    return len(v) > 0 and bool(v.isin(_TICKED | _UNTICKED).all())
+
+
+def _checkbox_groups(df: pd.DataFrame, answer_cols: list) -> dict[str, list[tuple[str, Any]]]:
+    """MTurk radio/checkbox answers: question -> [(choice, column)] from ``Answer.<q>.<choice>.on`` columns
+    (or ``Answer.<q>.<choice>`` columns holding only true/false)."""
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for c in answer_cols:
+        parts = strip_prefix(c).split(".")
+        if len(parts) >= 3 and parts[-1].strip().lower() == "on":
+            q, choice = ".".join(parts[:-2]), parts[-2]
+        elif len(parts) >= 2 and _is_boolean_column(df[c]):
+            q, choice = ".".join(parts[:-1]), parts[-1]
+        else:
+            continue
+        groups.setdefault(q, []).append((choice, c))
+    return {q: ch for q, ch in groups.items() if len(ch) >= 2 or str(ch[0][1]).lower().endswith(".on")}
+
+
+def _decode_checkboxes(df: pd.DataFrame, choices: list[tuple[str, Any]]) -> tuple[pd.Series, np.ndarray]:
+    """One label per row: the ticked choice (missing when none is ticked), and the rows with several ticked."""
+    ticked = np.column_stack([df[c].astype("string").str.strip().str.lower().isin(_TICKED).fillna(False)
+                              .to_numpy(dtype=bool) for _ch, c in choices])
+    n_ticked = ticked.sum(axis=1)
+    names = np.asarray([ch for ch, _c in choices], dtype=object)
+    labels = pd.Series(np.where(n_ticked == 1, names[ticked.argmax(axis=1)], None), dtype=object)
+    return labels, n_ticked > 1
+
+
 def _read_mturk(table: Table, rep: ReadReport, *, item, worker, label, classes, options) -> CrowdData:
     df = table.df
     cols = list(df.columns)
@@ -450,27 +519,55 @@ def _read_mturk(table: Table, rep: ReadReport, *, item, worker, label, classes, 
     if wk is None:
         raise CrowdDataError(f"no WorkerId column among {_show(cols)}.", path=table.path,
                              hint=f"name the worker column with {opt('worker')}.")
+    answer_cols = [c for c in _prefixed(cols, MTURK_ANSWER) if not is_truth_name(c)]
+    groups = _checkbox_groups(df, answer_cols)
+    group = None
     if label is not None:
-        lb = resolve_explicit(cols, label, "label", path=table.path, kwarg="label")
+        wanted = strip_prefix(str(label)).strip().lower()
+        match = [q for q in groups if q.lower() == wanted]
+        if match:
+            group = match[0]
+        else:
+            lb = resolve_explicit(cols, label, "label", path=table.path, kwarg="label")
+    elif groups:
+        if len(groups) > 1:
+            qs = sorted(groups)
+            raise CrowdDataError(f"the answers hold {len(groups)} radio/checkbox questions {qs}.", path=table.path,
+                                 hint=f"pick one with {opt('label')} (e.g. {qs[0]!r}).", option="label")
+        group = next(iter(groups))
     else:
-        lb = _pick_output(table, [c for c in _prefixed(cols, MTURK_ANSWER) if not is_truth_name(c)], "MTurk",
-                          "Answer.")
+        lb = _pick_output(table, answer_cols, "MTurk", "Answer.")
     if item is not None:
         it = resolve_explicit(cols, item, "item", path=table.path, kwarg="item")
     else:
         it = _pick_input_item(table, _prefixed(cols, MTURK_INPUT), _one(cols, "hitid"), rep, "MTurk")
     status = _one(cols, "assignmentstatus")
     it_name = " + ".join(map(str, it)) if isinstance(it, list) else str(it)
+    several = np.zeros(len(df), dtype=bool)
+    if group is not None:
+        choices = groups[group]
+        labels, several = _decode_checkboxes(df, choices)
+        lb = f"Answer.{group}.* ({len(choices)} choices)"
+        rep.notes.append(f"label = the ticked choice of the radio/checkbox question {group!r} "
+                         f"({', '.join(repr(ch) for ch, _c in choices[:8])}{', ...' if len(choices) > 8 else ''})")
+        label_values = labels
+    else:
+        label_values = df[lb]
     rep.columns = {"item": it_name, "worker": str(wk), "label": str(lb)}
     truth = [c for c in _prefixed(cols, MTURK_INPUT) + _prefixed(cols, MTURK_ANSWER) if is_truth_name(c) and c != lb]
     for t in truth:
         rep.notes.append(f"column {t!r} looks like true labels: it is NOT used as an answer; evaluate against it "
-                         f"with read_gold(path, item={it_name!r}, label={str(t)!r}).")
-    return build_crowd(_item_values(df, it), df[wk], df[lb], report=rep, where=table.where,
-                       columns={"item": it_name, "worker": wk, "label": lb}, path=table.path, classes=classes, options=options,
+                         f"by giving this file as gold with {opt('gold_label')} {str(t)!r}.")
+    rejected = _status_drop(df, status, ("rejected",))
+    return build_crowd(_item_values(df, it), df[wk], label_values, report=rep, where=table.where,
+                       columns={"item": it_name, "worker": wk, "label": lb}, path=table.path, classes=classes,
+                       options=options,
                        drop_reasons=[("blank line", table.blank),
-                                     ("assignment rejected (AssignmentStatus = Rejected)",
-                                      _status_drop(df, status, ("rejected",)))])
+                                     ("assignment rejected (AssignmentStatus = Rejected)", rejected),
+                                     ("several choices ticked (one label per answer is needed)", several)],
+                       empty_hint="the batch holds no answer to use: download the results again after approving "
+                                  "assignments, or give the batch whose answers were accepted (rejected "
+                                  "assignments are never used).")
 
 
 # ----------------------------------------------------------------- Toloka
@@ -565,8 +662,12 @@ def _load_json(src: Source) -> Any:
         raise src.error("malformed JSON: nested too deeply.", hint="give a Label Studio JSON export.") from None
 
 
-def _read_json(src: Source, fmt: str, rep: ReadReport, *, item, worker, label, classes, options) -> CrowdData:
+def _read_json(src: Source, fmt: str, rep: ReadReport, *, item, worker, label, classes, options,
+               max_rows: int = DEFAULT_MAX_ROWS) -> CrowdData:
     obj = _load_json(src)
+    if isinstance(obj, list) and len(obj) > max_rows:
+        raise src.error(f"the JSON list holds {len(obj):,} records, over the limit of {max_rows:,}.",
+                        hint=f"raise {opt('max_rows')} if it is meant to be this big, or split it.", option="max_rows")
     if isinstance(obj, dict):
         for key in ("tasks", "data", "results", "annotations", "records"):
             if isinstance(obj.get(key), list):
@@ -591,11 +692,11 @@ def _read_json(src: Source, fmt: str, rep: ReadReport, *, item, worker, label, c
         raise src.error(f"element {bad[0]} of the JSON list is not an object.",
                         hint="give a list of objects such as {\"item\": 1, \"worker\": \"a\", \"label\": \"cat\"}.")
     try:
-        df = pd.DataFrame.from_records(obj)
+        df, nested = drop_nested(records_frame(obj))
     except Exception as e:  # noqa: BLE001
         raise src.error(f"cannot turn the JSON records into a table: {e}.") from None
     table = Table(df=df, name=src.name, path=src.path, has_header=True, first_line=None, row_word="record",
-                  blank=df.isna().all(axis=1).to_numpy())
+                  blank=df.isna().all(axis=1).to_numpy(), nested=nested)
     return _dispatch_table(table, "long" if fmt == "auto" else fmt, rep, item=item, worker=worker, label=label,
                            classes=classes, options=options)
 

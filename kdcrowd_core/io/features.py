@@ -12,7 +12,7 @@ from ..data import ReadReport
 from ..errors import CrowdDataError, opt
 from ._build import clean_ids, to_plain_index
 from ._columns import ALIASES, _show, is_label_like, norm, resolve_explicit
-from ._source import DEFAULT_MAX_BYTES, Source, open_source
+from ._source import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, Source, open_source
 from .options import ReadOptions
 from .options import resolve as resolve_options
 from ._table import Table, delimiter_name, frame_table, head_lines, is_numberish, read_parquet_table, \
@@ -48,7 +48,8 @@ class Features(tuple):
 
 
 def read_features(source: Any, *, ids: Any = None, item: Any = None, name: str | None = None,
-                  max_bytes: int = DEFAULT_MAX_BYTES, options: ReadOptions | dict | None = None) -> Features:
+                  max_bytes: int = DEFAULT_MAX_BYTES, options: ReadOptions | dict | None = None,
+                  max_rows: int = DEFAULT_MAX_ROWS) -> Features:
     """Read item features.
 
     Parameters
@@ -87,7 +88,8 @@ def read_features(source: Any, *, ids: Any = None, item: Any = None, name: str |
         table = frame_table(source, name)
         rep = ReadReport(source=table.name, format="features")
         return _from_table(table, rep, item=item, ids=ids, steps=steps)
-    src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "npy"), what="features")
+    src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "npy"), what="features",
+                      max_rows=max_rows)
     rep = ReadReport(source=src.name, format="features", encoding=src.encoding)
     if src.kind == "npy":
         if item is not None:
@@ -242,6 +244,8 @@ def _pick_item(table: Table, item) -> Any:
 
 
 def _from_table(table: Table, rep: ReadReport, *, item, ids, steps: tuple = ()) -> Features:
+    if table.nested:
+        rep.notes.append(table.nested_note())
     df = table.df
     path = table.path
     if len(df) == 0 or table.blank.all():

@@ -11,10 +11,10 @@ from ..data import ReadReport
 from ..errors import CrowdDataError, opt
 from ._build import clean_ids, clean_labels, to_plain_index
 from ._columns import ALIASES, GOLD_LABEL_TIERS, MTURK_INPUT, _show, is_truth_name, norm, resolve_explicit
-from ._source import DEFAULT_MAX_BYTES, open_source
+from ._source import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, open_source
 from .options import ReadOptions
 from .options import resolve as resolve_options
-from ._table import Table, delimiter_name, detect_header, frame_table, read_parquet_table, read_text_table
+from ._table import Table, delimiter_name, drop_nested, records_frame, detect_header, frame_table, read_parquet_table, read_text_table
 
 
 def _gold_header(rows: list[list[str]]) -> bool:
@@ -22,7 +22,8 @@ def _gold_header(rows: list[list[str]]) -> bool:
 
 
 def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | None = None,
-              max_bytes: int = DEFAULT_MAX_BYTES, options: ReadOptions | dict | None = None) -> pd.Series:
+              max_bytes: int = DEFAULT_MAX_BYTES, options: ReadOptions | dict | None = None,
+              max_rows: int = DEFAULT_MAX_ROWS) -> pd.Series:
     """Read gold (true) labels: a Series item id -> label.
 
     Accepted layouts (docs/formats.md, "Gold"):
@@ -62,7 +63,8 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
         table = frame_table(source, name)
         rep = ReadReport(source=table.name, format="gold")
         return _from_table(table, rep, item=item, label=label, options=o)
-    src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "json", "npy"), what="gold")
+    src = open_source(source, name=name, max_bytes=max_bytes, kinds=("text", "parquet", "json", "npy"), what="gold",
+                      max_rows=max_rows)
     rep = ReadReport(source=src.name, format="gold", encoding=src.encoding)
     if src.kind == "npy":
         from .features import load_npy
@@ -88,9 +90,9 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
             return _finish(pd.Series(list(obj.values()), dtype=object), pd.Series(keys, dtype=object), rep, src.path,
                            lambda p: [f"key {keys[int(x)]!r}" for x in p[:5]], options=o)
         if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
-            df = pd.DataFrame.from_records(obj)
+            df, nested = drop_nested(records_frame(obj))
             table = Table(df=df, name=src.name, path=src.path, has_header=True, first_line=None, row_word="record",
-                          blank=df.isna().all(axis=1).to_numpy())
+                          blank=df.isna().all(axis=1).to_numpy(), nested=nested)
             return _from_table(table, rep, item=item, label=label, options=o)
         raise src.error("gold JSON must be an object {item: label} or a list of records with item and label.",
                         hint="e.g. {\"img1\": \"cat\", \"img2\": \"dog\"}.")
@@ -103,6 +105,18 @@ def read_gold(source: Any, *, item: Any = None, label: Any = None, name: str | N
 
 
 def _from_table(table: Table, rep: ReadReport, *, item, label, options: ReadOptions) -> pd.Series:
+    note = table.nested_note()
+    if note:
+        rep.notes.append(note)
+        try:
+            return _from_table_checked(table, rep, item=item, label=label, options=options)
+        except CrowdDataError as e:
+            raise CrowdDataError(e.message_template + " Note: " + note + ".", path=e.path, line=e.line,
+                                 column=e.column, option=e.option, hint=e.hint_template) from None
+    return _from_table_checked(table, rep, item=item, label=label, options=options)
+
+
+def _from_table_checked(table: Table, rep: ReadReport, *, item, label, options: ReadOptions) -> pd.Series:
     df = table.df
     rep.rows_read = int(len(df))
     if len(df) == 0 or table.blank.all():

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..data import CrowdData, ReadReport, _coerce_like
 from ..errors import CrowdDataError
-from ._source import DEFAULT_MAX_BYTES, describe_source
+from ._source import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, describe_source
 from .answers import read_answers
 from .features import read_features
 from .gold import read_gold
@@ -54,9 +54,10 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
     allow_unknown_items = allow_unknown_items or o.allow_unknown_items
     data = read_answers(answers, options=o, **read_kwargs)
     max_bytes = read_kwargs.get("max_bytes", DEFAULT_MAX_BYTES)
+    max_rows = read_kwargs.get("max_rows", DEFAULT_MAX_ROWS)
     if gold is not None:
         g_name = describe_source(gold) if not isinstance(gold, pd.Series) else "<gold Series>"
-        g = gold if isinstance(gold, pd.Series) else read_gold(gold, max_bytes=max_bytes, options=o)
+        g = gold if isinstance(gold, pd.Series) else read_gold(gold, max_bytes=max_bytes, options=o, max_rows=max_rows)
         rep = g.attrs.get("report") if isinstance(g.attrs.get("report"), ReadReport) else None
         src = None if g_name.startswith("<") else g_name
         n_before = len(data.report)
@@ -83,7 +84,7 @@ def load_crowd(answers: Any, *, gold: Any = None, features: Any = None, feature_
             X, ids, names = features
             f_name, rep = "<features>", None
         else:
-            f = read_features(features, max_bytes=max_bytes, options=o)
+            f = read_features(features, max_bytes=max_bytes, options=o, max_rows=max_rows)
             X, ids, names = f
             f_name, rep = f.report.source, f.report
         src = None if f_name.startswith("<") else f_name

@@ -384,6 +384,10 @@ def add_cli_arguments(p: Any, *, gold: bool = True, features: bool = True) -> No
     g.add_argument("--label-map", metavar="MAP",
                    help="class names for label codes: 0=highway,1=insidecity or a two-column file (code, name)")
     g.add_argument("--classes", metavar="C1,C2,...", help="every class, in order (default: those that occur)")
+    g.add_argument("--max-rows", type=int, default=None, metavar="N",
+                   help="refuse tables with more rows (default 10,000,000; checked before parsing)")
+    g.add_argument("--max-bytes", type=int, default=None, metavar="BYTES",
+                   help="refuse files bigger than this, also once decompressed (default 1 GiB)")
     g.add_argument("--allow-unknown-items", action="store_true",
                    help="ignore gold labels and feature rows for items that have no answers (default: refuse them, "
                         "as they usually mean the ids do not match)")
@@ -424,3 +428,8 @@ def resolve(options: ReadOptions | dict | None, **overrides: Any) -> ReadOptions
         raise CrowdDataError(f"options= must be a ReadOptions, got {type(options).__name__}.")
     ch = {k: v for k, v in overrides.items() if v is not None and not (k == "format" and v == "auto")}
     return base.replace(**ch) if ch else base
+
+
+def read_limits(args: Any) -> dict[str, int]:
+    """``max_rows`` / ``max_bytes`` given on the command line (reader keywords, not reading options)."""
+    return {k: getattr(args, k) for k in ("max_rows", "max_bytes") if getattr(args, k, None) is not None}

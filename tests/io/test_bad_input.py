@@ -68,7 +68,8 @@ def test_empty_files(tmp_path, content, what):
     ("a.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "PNG image"),
     ("a.txt", b"%PDF-1.4\n...", "PDF"),
     ("a.csv", None, "zip archive"),
-    ("a.csv", gzip.compress(GOOD.encode()), "gzip"),
+    ("a.csv", gzip.compress(bytes(np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8))), "binary"),
+    ("a.csv.gz", gzip.compress(GOOD.encode())[:30], "gzip file is damaged"),
 ])
 def test_binary_and_garbage(tmp_path, name, content, what):
     if content is None:
