@@ -16,8 +16,12 @@ def add_predict_parser(sub) -> None:
                        description="Writes OUT.csv: item, label, confidence, prob_<class>... and the model used. "
                                    "The weights are loaded with torch.load(weights_only=True).")
     p.add_argument("run", metavar="RUN_DIR", help="a training run folder (kdcrowd train --out DIR)")
-    p.add_argument("--features", required=True, metavar="F",
-                   help="features of the new items (same columns as the run was trained on)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--features", metavar="F", help="features of the new items (same columns as the run was "
+                                                      "trained on)")
+    src.add_argument("--texts", metavar="ITEMS", help="raw texts (a table with item and text columns), embedded "
+                                                      "like `kdcrowd embed --text` (for runs trained on those)")
+    src.add_argument("--images", metavar="DIR_OR_ZIP", help="raw images, embedded like `kdcrowd embed --images`")
     p.add_argument("--model", choices=MODELS, default="recommended",
                    help="which classifier: the run's recommended model (final_model; stage 2 when the run has "
                         "none), teacher, student or stage2")
@@ -70,13 +74,22 @@ def cmd_predict(args) -> int:
     from .cli_quality import write_csv
     from .io import read_features
     trainer = load_trainer(args.run, args.device)          # a wrong folder fails before the features are read
-    X, ids, _ = read_features(args.features, options=read_options(args))
     d = int(trainer.result_.n_features)
+    if args.features:
+        X, ids, _ = read_features(args.features, options=read_options(args))
+        what, flag, path = "the features have", "--features", args.features
+    else:
+        from . import featurize
+        if args.texts:
+            X, ids, _ = featurize.embed_texts(args.texts)
+            what, flag, path = "the text embeddings have", "--texts", args.texts
+        else:
+            X, ids, _ = featurize.embed_images(args.images)
+            what, flag, path = "the image embeddings have", "--images", args.images
     if X.shape[1] != d:
-        raise CrowdDataError(f"the features have {X.shape[1]} columns but the run in {args.run} was trained on "
-                             f"{d}.", path=args.features,
-                             hint="give --features with the same columns as the run's training features "
-                                  "(or the run trained on these features).")
+        raise CrowdDataError(f"{what} {X.shape[1]} columns but the run in {args.run} was trained on {d}.",
+                             path=path, hint=f"give {flag} of the kind the run was trained on (the same feature "
+                                             "columns, or the same embedding), or the run trained on these.")
     out = predict_table(trainer, X, ids, args.model)
     write_csv(out, args.output)
     if not args.quiet:

@@ -103,13 +103,12 @@ def validation_splits(args, data):
 
 
 def cmd_train(args) -> int:
-    from tqdm.auto import tqdm
-
     from .cli import _load, csv_guard_on, matrices_json, read_options
     from .data import _coerce_like
     from .io.writers import write_json, write_table
     from .interrupt import sigint_cancels
     from .kd import KDConfig, KDCrowd, TrainingCancelled
+    from .kd.progress import CliProgress
     from .metrics import worker_stats
 
     if bool(args.valid_features) != bool(args.valid_gold):
@@ -139,29 +138,8 @@ def cmd_train(args) -> int:
         Xt, yt, tid = _split(args.test_features, args.test_gold, data.classes, "test", read_options(args))
         test = (Xt, yt, tid)
 
-    bars: dict[str, tqdm] = {}
-
-    def progress(ev: dict) -> None:
-        if args.quiet:
-            return
-        st = ev.get("stage")
-        if st in ("done",):
-            return
-        if st not in bars:
-            for b in bars.values():
-                b.close()
-            bars[st] = tqdm(total=ev.get("n_epochs") or None, desc=f"{st:>8}", unit="ep", leave=True,
-                            file=sys.stderr)
-        b = bars[st]
-        ep = ev.get("epoch")
-        if ep is not None and b.total:
-            b.n = min(int(ep), int(b.total))
-        post = {"loss": f"{ev['loss']:.4f}"} if ev.get("loss") is not None else {}
-        if ev.get("train_accuracy") is not None:
-            post["train_acc"] = f"{ev['train_accuracy']:.3f}"
-        if ev.get("valid_accuracy") is not None:
-            post["valid_acc"] = f"{ev['valid_accuracy']:.3f}"
-        b.set_postfix(post, refresh=True)
+    progress = CliProgress(args.quiet, cfg.rounds)   # one bar per stage, fold and round (kd/progress.py)
+    bars = progress.bars
 
     trainer = KDCrowd(cfg)
     try:

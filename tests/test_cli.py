@@ -140,7 +140,7 @@ def test_train_writes_run_folder(capsys, simdir, tmp_path):
     assert list(tp.columns[:4]) == ["item", "teacher", "student", "stage2"] and len(tp) == 100
     s = json.loads((out / "summary.json").read_text())
     assert set(s["train_accuracy"]) == {"mv", "ds", "teacher", "student", "stage2"}
-    assert set(s["test_accuracy"]) == {"teacher", "student", "stage2"}
+    assert set(s["test_accuracy"]) == {"teacher", "student", "stage2", "mv", "ds"}   # + MV / DS baselines
     assert all(0 <= v <= 1 for v in s["test_accuracy"].values())
     wm = json.loads((out / "worker_matrices.json").read_text())
     assert {"before", "after"} <= set(wm)

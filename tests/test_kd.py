@@ -16,7 +16,7 @@ from kdcrowd_core.kd import (DISTILL_LOSSES, ROBUST_METHODS, TEACHERS, KDConfig,
 from kdcrowd_core.simulate import simulate_crowd
 
 EVENT_KEYS = {"stage", "epoch", "n_epochs", "loss", "train_accuracy", "valid_accuracy", "elapsed",
-              "stage_progress", "overall_progress", "message"}
+              "stage_progress", "overall_progress", "message", "round"}
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,10 @@ def test_result_contents(sim):
                                 "teacher_confidence", "student_confidence", "stage2_confidence"]
     assert lf.index.equals(pd.Index(data.item_ids)) and set(lf["stage2"]) <= set(data.classes)
     assert set(res.train_accuracy) == {"mv", "ds", "teacher", "student", "stage2"}
-    assert set(res.test_accuracy) == {"teacher", "student", "stage2"}
-    assert res.test_probas["stage2"].shape == (300, K)
+    # the classifiers, and the same head trained on MV / DS labels as test baselines (kd/baselines.py)
+    assert set(res.test_accuracy) == {"teacher", "student", "stage2", "mv", "ds"}
+    assert res.test_probas["stage2"].shape == (300, K) and res.test_probas["mv"].shape == (300, K)
+    assert res.summary()["test_accuracy"]["ds"] == res.test_accuracy["ds"]
     assert {"mv", "ds", "teacher", "student", "stage2", "total"} <= set(res.timings)
     json.dumps(res.summary())
     assert res.device == "cpu"

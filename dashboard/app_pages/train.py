@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state, text, training
+from kdcrowd_core.kd import progress
 
 STAGE_NAMES = {"mv": "Majority vote", "ds": "Dawid-Skene", "teacher": "Teacher", "student": "Student (stage 1)",
                "stage2": "Stage 2"}
@@ -103,31 +104,27 @@ if submitted and not problems:
 def _show_progress(job) -> None:
     snap = job.snapshot()
     status = snap["status"]
-    st.markdown(f"**Run** {text.code(snap['run_id'])} — {status}"
+    st.markdown(f"**Run** {text.code(snap['run_id'])} — {'finished' if status == 'done' else status}"
                 + (" (cancelling…)" if snap["cancel_requested"] and job.is_active else ""))
     t1, t2, t3 = st.columns(3)
     t1.metric("Elapsed", training.fmt_seconds(snap["elapsed"]))
     t2.metric("Estimated remaining", training.fmt_seconds(snap["remaining"]) if job.is_active else "—")
     t3.metric("Overall", f"{snap['progress']:.0%}")
-    stages = snap["stages"]
-    seen = [s for s in training.STAGES if s in stages]
-    for s in training.STAGES:
-        ev = stages.get(s)
-        if ev is None:
-            later = any(training.STAGES.index(x) > training.STAGES.index(s) for x in seen)
-            frac, what = (1.0, "done") if later else (0.0, "waiting")
-        else:
-            later = any(training.STAGES.index(x) > training.STAGES.index(s) for x in seen)
-            frac = 1.0 if later or status == "done" else float(ev.get("stage_progress") or 0.0)
-            bits = []
-            if ev.get("epoch"):
-                bits.append(f"epoch {ev['epoch']}/{ev.get('n_epochs')}")
-            if ev.get("loss") is not None:
-                bits.append(f"loss {ev['loss']:.4f}")
-            if ev.get("train_accuracy") is not None:
-                bits.append(f"acc {ev['train_accuracy']:.1%}")
-            what = " · ".join(bits) or ev.get("message", "")
-        st.progress(min(max(frac, 0.0), 1.0), text=f"{STAGE_NAMES[s]}: {text.md(what)}")
+    finished = not job.is_active
+    all_bars = progress.bars(snap["events"], finished=finished)
+    if finished and all_bars:
+        st.caption(f"{len(all_bars)} steps (one bar per stage, cross-fit fold and round), all finished.")
+    shown = list(all_bars.items())
+    if not finished and len(shown) > 12:        # while running: the last finished ones and the current one
+        st.caption(f"{len(shown) - 12} earlier steps finished.")
+        shown = shown[-12:]
+    with st.expander("Every step", expanded=not finished) if finished else st.container():
+        for label, bar in shown:
+            what = progress.describe(bar) or ("done" if bar["done"] else "")
+            st.progress(min(max(bar["fraction"], 0.0), 1.0), text=f"{text.md(label)}: {text.md(what)}")
+    for ev in snap["events"]:
+        if progress.is_note(ev):
+            st.caption(text.md(ev.get("message", "")))
     if any(e.get("epoch") for e in snap["events"]):
         st.plotly_chart(charts.training_curves(
             snap["events"], title="Live training curves" if job.is_active else "Training curves"),

@@ -68,6 +68,7 @@ class _Run:
         self.t0 = time.perf_counter()
         self.total = max(1, int(total_epochs))
         self.done = 0
+        self.round = 1          # the trainer's round (rounds > 1), in every event
         self.history: list[dict] = []
 
     def check(self):
@@ -85,7 +86,7 @@ class _Run:
               "elapsed": time.perf_counter() - self.t0,
               "stage_progress": float(epoch / n_epochs) if n_epochs else 1.0,
               "overall_progress": min(1.0, self.done / self.total) if stage != "done" else 1.0,
-              "message": message}
+              "message": message, "round": int(self.round)}
         self.history.append(ev)
         if self.callback is not None:
             self.callback(ev)

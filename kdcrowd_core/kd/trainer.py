@@ -18,6 +18,7 @@ from ..device import describe_device, resolve_device
 from ..errors import CrowdDataError
 from ..models import Head, build_crowd_model
 from ..models.crowd import CrowdModel
+from . import baselines as _baselines
 from . import stage2 as _stage2
 from . import student as _student
 from . import teacher as _teacher
@@ -32,7 +33,12 @@ class KDCrowd:
 
     Fitted attributes: ``result_`` (KDResult), ``models_`` (dict ``teacher, student, stage2`` ->
     classifier :class:`~kdcrowd_core.models.heads.Head`), ``teacher_``, ``stage2_`` (crowd models), ``device_``.
+
+    ``test_baselines`` (class attribute, default True): with a labelled test split, also train the student's
+    head on majority-vote and Dawid-Skene labels and score them there (``test_accuracy["mv"]``, ``["ds"]``).
     """
+
+    test_baselines: bool = True
 
     def __init__(self, config: KDConfig | dict | None = None, **overrides):
         if config is None:
@@ -119,11 +125,14 @@ class KDCrowd:
         per_round = cfg.epochs_student * n_students * cfg.student_ensemble + cfg.epochs_stage2
         total = (2 + cfg.epochs_teacher * (1 + folds) + per_round
                  + (cfg.rounds - 1) * (cfg.epochs_teacher * max(folds, 0) + per_round))
+        if self.test_baselines and Xt is not None and yt is not None and np.any(yt >= 0):
+            total += len(_baselines.BASELINES) * cfg.epochs_student * cfg.student_ensemble
         self.prepare(data, dev, Xv, yv, _Run(callback, cancel, total))
         self.run_teacher()
         student, s_probs = self.run_student()
         stage2, stage2_q = self.run_stage2(s_probs)
-        for _ in range(2, cfg.rounds + 1):
+        for r in range(2, cfg.rounds + 1):
+            self.ctx_.run.round = r
             self.run_round_targets(stage2, s_probs)
             student, s_probs = self.run_student()
             stage2, stage2_q = self.run_stage2(s_probs, teacher=stage2)
@@ -213,6 +222,8 @@ class KDCrowd:
             for k, mdl in self.models_.items():
                 test_probas[k] = np64(F.softmax(_logits(mdl, Xt_t), 1))
             if yt is not None and np.any(yt >= 0):
+                if self.test_baselines:   # same head on MV / DS labels (kd/baselines.py)
+                    test_probas.update(_baselines.train_baselines(self, Xt))
                 test_acc = {k: _acc_np(v, yt) for k, v in test_probas.items()}
         valid_acc = {}
         if ctx.Xv is not None:
