@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .errors import CrowdDataError
 
 #: files at least this big go through the chunked reader by themselves
@@ -95,6 +93,7 @@ def _run(args, *, rank: int, world: int, device: str, state: dict | None = None)
     if world > 1 and not quiet:
         print(f"rank {rank}/{world}: {data.n_answers} answers of {data.n_items} items read in {t_read:.1f} s",
               file=sys.stderr, flush=True)
+    n_answers = data.n_answers
     method = get_method(args.method)
     if hasattr(method, "use_gold"):
         method.use_gold = bool(args.clamp_gold)
@@ -109,7 +108,8 @@ def _run(args, *, rank: int, world: int, device: str, state: dict | None = None)
         from tqdm.auto import tqdm
         bar = tqdm(total=method.n_iter, desc=method.name, unit="it", leave=False, file=sys.stderr)
     try:
-        res = fit_sharded(data, method, comm, callback=(lambda it, ll: bar.update(1)) if bar else None)
+        res = fit_sharded(data, method, comm, callback=(lambda it, ll: bar.update(1)) if bar else None,
+                          consume=True)
     except CrowdDataError:
         if world > 1:
             raise
@@ -138,10 +138,9 @@ def _run(args, *, rank: int, world: int, device: str, state: dict | None = None)
         from .cli import matrices_json
         from .io.writers import write_json
         write_json(matrices_json(data, res.worker_matrices, res.method), args.matrices)
-    lab = res.proba.argmax(axis=1) if len(res.proba) else np.zeros(0, dtype=np.int64)
     gm = data.gold_mask
-    gold_hits = int((lab[gm] == data.gold[gm]).sum()) if data.gold is not None else 0
-    stats = comm.allgather((data.n_items, int(gm.sum()), gold_hits, peak_rss_gb(), data.n_answers))
+    gold_hits = int((res.proba[gm].argmax(axis=1) == data.gold[gm]).sum()) if gm.any() else 0
+    stats = comm.allgather((data.n_items, int(gm.sum()), gold_hits, peak_rss_gb(), n_answers))
     state["phase"] = "merging the per-rank files"
     if world > 1 and is_file:
         if rank == 0:

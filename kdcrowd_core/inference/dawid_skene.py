@@ -12,6 +12,7 @@ from ..device import resolve_device
 from ..errors import CrowdDataError
 from ._sparse import AnswerOperator
 from .base import BaseInference, register
+from .threads import steady_threads
 
 _EPS = 1e-12
 
@@ -57,8 +58,9 @@ class DawidSkene(BaseInference):
     callback : callable(iteration, mean_loglik) or None
         Called after every EM iteration (progress bars).
     num_threads : int or None
-        CPU threads for this fit (None = torch's current setting).  On a busy shared
-        machine ``1`` is steadier: a multi-threaded step waits for its slowest thread.
+        CPU threads for this fit.  None: torch's setting capped at the cores idle when the fit
+        starts (``threads.steady_threads``): a multi-threaded step waits for its slowest thread,
+        so on a busy machine fewer threads are faster.
 
     Fitted attributes
     -----------------
@@ -80,12 +82,11 @@ class DawidSkene(BaseInference):
     num_threads: int | None = None
 
     def _fit(self, data: CrowdData) -> np.ndarray:
-        if self.num_threads is None:
-            return self._fit_threads(data)
-        if self.num_threads < 1:
+        n_threads = steady_threads() if self.num_threads is None else self.num_threads
+        if n_threads < 1:
             raise CrowdDataError("num_threads must be at least 1 (or None).")
         before = torch.get_num_threads()
-        torch.set_num_threads(int(self.num_threads))
+        torch.set_num_threads(int(n_threads))
         try:
             return self._fit_threads(data)
         finally:

@@ -203,7 +203,9 @@ def iter_batches(path: str | Path, columns: list[str], *, batch_rows: int = DEFA
         import pyarrow.dataset as pds
         ds = _dataset(p, pds)
         try:
-            yield from ds.to_batches(columns=columns, batch_size=batch_rows)
+            # little read-ahead: memory stays a few batches whatever the file size
+            yield from ds.to_batches(columns=columns, batch_size=batch_rows, batch_readahead=1,
+                                     fragment_readahead=1)
         except pa.ArrowInvalid as e:
             raise CrowdDataError(f"cannot read the Parquet data: {e}.", path=str(p),
                                  hint="check that every file has the same columns.") from None
@@ -276,16 +278,28 @@ def _hash_text(values: pd.Series, world: int) -> np.ndarray:
 
 
 class _Column:
-    """Per-batch codes and uniques of one column, made global at the end."""
+    """Per-batch codes and uniques of one column, made global at the end.
 
-    def __init__(self) -> None:
-        self.codes: list[np.ndarray] = []
+    Codes go into one int32 buffer (sized from the file's row count when known, else grown), so the
+    reader holds 4 bytes per row and column and no list of per-batch arrays.
+    """
+
+    def __init__(self, capacity: int = 0) -> None:
+        self.buf = np.empty(max(capacity, 1 << 16), dtype=np.int32)
+        self.n = 0
         self.uniques: list[np.ndarray] = []
         self.offset = 0
 
     def add(self, codes: np.ndarray, uniq: np.ndarray) -> None:
-        c = np.where(codes >= 0, codes + self.offset, -1).astype(np.int32)
-        self.codes.append(c)
+        m = codes.size
+        if self.n + m > self.buf.size:
+            grown = np.empty(max(2 * self.buf.size, self.n + m), dtype=np.int32)
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+        out = self.buf[self.n:self.n + m]
+        np.add(codes, self.offset, out=out, casting="unsafe")
+        out[codes < 0] = -1
+        self.n += m
         self.uniques.append(uniq)
         self.offset += len(uniq)
 
@@ -297,17 +311,32 @@ class _Column:
             allu = np.concatenate(self.uniques)
         except (TypeError, ValueError):
             allu = np.concatenate([u.astype(object) for u in self.uniques])
+        self.uniques = []
         if allu.dtype.kind in "US":
             allu = allu.astype(object)
         g, gu = pd.factorize(allu)
         return np.asarray(gu), np.asarray(g, dtype=np.int64)
 
     def take_codes(self, mapping: np.ndarray) -> np.ndarray:
-        """Map every row's batch-unique position through ``mapping`` (-1 stays -1)."""
-        codes = np.concatenate(self.codes) if self.codes else np.zeros(0, dtype=np.int32)
-        self.codes = []
+        """Map every row's batch-unique position through ``mapping`` (-1 stays -1), in place, block by block."""
+        codes = self.buf[:self.n] if self.n == self.buf.size else self.buf[:self.n].copy()
+        self.buf = np.empty(0, dtype=np.int32)
         m = np.append(mapping, -1).astype(np.int32)  # position -1 -> the appended -1
-        return m[codes]
+        step = 1 << 22
+        for a in range(0, codes.size, step):
+            codes[a:a + step] = m[codes[a:a + step]]
+        return codes
+
+
+def _return_freed_memory_to_the_os() -> None:
+    """glibc keeps freed large blocks for reuse once its mmap threshold has grown; pin the threshold so
+    that the reader's per-batch temporaries go back to the system (Linux/glibc only; no-op elsewhere)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
+    except (OSError, AttributeError):
+        pass
 
 
 def _clean_map(raw: np.ndarray, cleaner: Callable[[pd.Index], pd.Series]) -> tuple[np.ndarray, pd.Index]:
@@ -355,10 +384,16 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
                      delimiter=sep)
     rep.notes.append("read in chunks (compact arrays)" + (f"; rank {rank} of {world} keeps its items' answers"
                                                          if world > 1 else ""))
-    ci, cw, cl = _Column(), _Column(), _Column()
+    _return_freed_memory_to_the_os()
+    capacity = _row_count(p, kind) if world == 1 else 0
+    ci, cw, cl = _Column(capacity), _Column(capacity), _Column(capacity)
     rows_read = 0
-    for batch in iter_batches(p, cols, batch_rows=batch_rows, kind=kind, delimiter=sep):
+    import pyarrow as pa
+    pool = pa.default_memory_pool()
+    for k, batch in enumerate(iter_batches(p, cols, batch_rows=batch_rows, kind=kind, delimiter=sep)):
         rows_read += batch.num_rows
+        if k % 4 == 3:
+            pool.release_unused()  # mimalloc/jemalloc keep freed batches resident otherwise
         codes, uniq = _encode(batch.column(0))
         if world > 1:
             cleaned = clean_ids(pd.Index(uniq), o.id_transform).to_numpy()
@@ -372,6 +407,8 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
         cw.add(*_encode(batch.column(1)))
         cl.add(*_encode(batch.column(2)))
     rep.rows_read = rows_read
+    batch = None
+    pool.release_unused()
 
     # items: local; make the int-vs-text decision the same on every rank
     i_raw, i_pos = ci.raw_uniques()
@@ -445,6 +482,16 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
     return data
 
 
+def _row_count(p: Path, kind: str) -> int:
+    if kind != "parquet":
+        return 0
+    try:
+        import pyarrow.dataset as pds
+        return int(_dataset(p, pds).count_rows())
+    except Exception:  # noqa: BLE001 - only a size hint
+        return 0
+
+
 def _id_kind(ids: pd.Index) -> str:
     if len(ids) == 0:
         return "empty"
@@ -507,7 +554,7 @@ def _classes(used_labels: pd.Index, o: ReadOptions, label_col: Any, path: str) -
 
 
 def _sort_and_dedup(item: np.ndarray, worker: np.ndarray, label: np.ndarray, n_items: int, n_workers: int,
-                    policy: str = "all", block: int = 1 << 23) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                    policy: str = "all", block: int = 1 << 22) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Sort answers by item (stable), count repeats of an (item, worker) pair and, unless ``policy`` is
     ``"all"``, keep the last / first of each; block by block (a few items' answers at a time)."""
     if item.size > 1 and not bool(np.all(item[1:] >= item[:-1])):
@@ -598,24 +645,31 @@ def write_posteriors(path: str | Path, item_ids: pd.Index, classes: pd.Index, pr
     os.close(fd)
     names = [f"prob_{c}" for c in classes]
     cls_arr = np.asarray(classes, dtype=object)
+    cls_text = None
     try:
         writer = None
         for r0 in range(0, max(len(item_ids), 1), rows_per_chunk):
             q = np.asarray(proba[r0:r0 + rows_per_chunk], dtype=np.float64)
             lab = q.argmax(axis=1) if len(q) else np.zeros(0, dtype=np.int64)
-            df = pd.DataFrame({"item": item_ids[r0:r0 + rows_per_chunk], "label": cls_arr[lab],
-                               "confidence": q.max(axis=1) if len(q) else np.zeros(0)})
-            df = pd.concat([df, pd.DataFrame(q, columns=names)], axis=1)
+            conf = q.max(axis=1) if len(q) else np.zeros(0)
+            ids = item_ids[r0:r0 + rows_per_chunk]
             if ext in _PARQUET_EXTS:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
-                if pd.api.types.is_object_dtype(df["label"].dtype):
-                    df["label"] = df["label"].map(lambda v: None if v is None else str(v))
-                table = pa.Table.from_pandas(df, preserve_index=False)
+                if cls_text is None:  # labels as text unless every class is an int (as write_table writes them)
+                    ints = all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in cls_arr)
+                    cls_text = pa.array(np.asarray(cls_arr, dtype=np.int64) if ints else [str(c) for c in cls_arr])
+                cols = {"item": pa.array(np.asarray(ids) if ids.dtype != object else [str(v) for v in ids]),
+                        "label": cls_text.take(pa.array(lab)), "confidence": pa.array(conf)}
+                for k, nm in enumerate(names):
+                    cols[str(nm)] = pa.array(np.ascontiguousarray(q[:, k]))
+                table = pa.table(cols)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
             else:
+                df = pd.DataFrame({"item": ids, "label": cls_arr[lab], "confidence": conf})
+                df = pd.concat([df, pd.DataFrame(q, columns=names)], axis=1)
                 sep = "," if ext == ".csv" else "\t"
                 if guard:
                     from .csv_guard import guard_frame
