@@ -112,8 +112,9 @@ def changes_vs_teacher(result, crowd: CrowdData, test_y: np.ndarray | None = Non
 
 
 def recommended(result) -> dict:
-    """The recommended model: ``summary()["final_model"]`` (chosen on validation data by the trainer) when
-    the run has it, else the best validation accuracy among the classifiers, else none.
+    """The recommended model: the trainer's choice (``summary()["final"]`` / ``["final_model"]``, made on
+    validation data or held-out answers) when the run has one, else the best validation accuracy among the
+    classifiers, else none.
 
     Returns ``{"model": name or None, "how": sentence}``.
     """
@@ -121,12 +122,14 @@ def recommended(result) -> dict:
         s = result.summary() or {}
     except Exception:  # noqa: BLE001
         s = {}
-    final = s.get("final_model") or s.get("final")
-    if isinstance(final, dict):
-        final = final.get("model") or final.get("name")
-    if final:
-        why = s.get("final_reason") or "chosen by the trainer on validation data only"
-        return {"model": str(final), "how": str(why)}
+    fm = s.get("final_model")
+    info = fm if isinstance(fm, dict) else {}
+    final = s.get("final") or info.get("name") or info.get("model") or (fm if isinstance(fm, str) else None)
+    criterion = str(info.get("criterion") or "")
+    if final and criterion != "none" and (info or s.get("final_reason")):
+        how = info.get("note") or s.get("final_reason") or (f"chosen by {criterion}" if criterion else
+                                                            "chosen by the trainer on validation data only")
+        return {"model": str(final), "how": str(how).rstrip(".")}
     va = {k: v for k, v in (getattr(result, "valid_accuracy", {}) or {}).items() if v is not None and k in CLASSIFIERS}
     if va:
         best = max(va, key=lambda k: (va[k], -CLASSIFIERS.index(k)))   # ties go to the simpler model

@@ -32,6 +32,8 @@ def add_train_parser(sub) -> None:
     t.add_argument("--epochs", type=int, default=None, help="epochs for every stage (default: per-stage defaults)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--clamp-gold", action="store_true",
+                   help="train with the --gold labels as known truths (default: gold only measures accuracy)")
     t.add_argument("--out", required=True, metavar="DIR")
     from .cli import add_csv_guard_flag
     from .io.options import add_cli_arguments
@@ -120,6 +122,8 @@ def cmd_train(args) -> int:
                                    "device": args.device, "seed": args.seed}.items() if v is not None}
     if args.epochs is not None:
         overrides.update(epochs_teacher=args.epochs, epochs_student=args.epochs, epochs_stage2=args.epochs)
+    if getattr(args, "clamp_gold", False):
+        overrides["use_gold"] = True
     cfg = KDConfig(**overrides)
     valid = test = None
     n_valid_out = 0

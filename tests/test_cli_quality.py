@@ -126,8 +126,10 @@ def test_predict_from_a_trained_run(capsys, simdir, tmp_path):
                  "--test", "40", "-o", str(sim)]) == 0
     run_dir = tmp_path / "run"
     code, _, err = run(capsys, "-q", "train", sim / "answers.csv", "--features", sim / "features.csv",
-                       "--epochs", 2, "--out", run_dir)
+                       "--gold", sim / "gold.csv", "--clamp-gold", "--epochs", 2, "--out", run_dir)
     assert code == 0, err
+    import json
+    assert json.loads((run_dir / "summary.json").read_text())["config"]["use_gold"] is True   # asked: clamped
     out = tmp_path / "pred.csv"
     code, _, err = run(capsys, "-q", "predict", run_dir, "--features", sim / "test_features.csv", "-o", out)
     assert code == 0, err

@@ -77,7 +77,14 @@ th = quality.WorkerThresholds(
     block_accuracy=float(t2.slider("Block below accuracy", 0.0, 1.0, 0.5, 0.05, key="flag_block_acc")),
     block_spammer=float(t3.slider("Block below spammer score", 0.0, 1.0, 0.1, 0.05, key="flag_block_spam")),
     bonus_accuracy=float(t4.slider("Bonus above accuracy", 0.0, 1.0, 0.85, 0.05, key="flag_bonus_acc")))
-report = qv.worker_report_cached(ds.key, c, a.ds_proba, a.ds_matrices, th)
+clamp = st.toggle("Clamp gold labels during inference", key="workers_clamp_gold", disabled=not c.has_gold,
+                  help="Like `kdcrowd workers --clamp-gold`: the gold labels are used as known truths. Off (the "
+                       "default, as in the CLI): gold only measures each worker's gold accuracy.")
+if clamp and c.has_gold:
+    lab = qv.labels_cached(ds.key, c, "default", True)
+    report = qv.worker_report_cached(ds.key + ":clamped", c, lab.proba, lab.matrices, th)
+else:
+    report = qv.worker_report_cached(ds.key, c, a.ds_proba, a.ds_matrices, th)
 n_block, n_bonus = int((report["action"] == "block").sum()), int((report["action"] == "bonus").sum())
 k1, k2, k3 = st.columns(3)
 k1.metric("Workers to block", f"{n_block:,}")

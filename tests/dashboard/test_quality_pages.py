@@ -132,3 +132,47 @@ def test_model_zip_and_test_predictions(tmp_path):
     pr = ba.test_predictions(res, "teacher")
     assert list(pr["label"]) == ["b", "a"] and list(pr["item"]) == ["t1", "t2"] and (pr["model"] == "teacher").all()
     assert list(ba.test_predictions(res, None)["label"]) == ["a", "b"]
+
+
+def test_recommended_model_from_the_trainer_summary():
+    from dashboard import before_after as ba
+
+    class R:
+        valid_accuracy = {}
+
+        def __init__(self, s):
+            self.s = s
+
+        def summary(self):
+            return self.s
+
+    r = ba.recommended(R({"final": "teacher", "final_model": {"name": "teacher", "criterion": "validation accuracy",
+                                                             "note": "The student did not beat the teacher."}}))
+    assert r["model"] == "teacher" and "did not beat" in r["how"]
+    assert ba.recommended(R({"final": "stage2", "final_model": {"name": "stage2", "criterion": "none"}}))["model"] \
+        is None
+
+
+def test_cli_and_dashboard_give_the_same_worker_and_label_numbers(tmp_path, small_crowd_files):
+    from dashboard.analysis import compute_analysis
+    from kdcrowd_core import quality
+    from kdcrowd_core.cli import main
+    from kdcrowd_core.io import load_crowd
+    for k in ("answers", "gold"):
+        (tmp_path / f"{k}.csv").write_bytes(small_crowd_files[k])
+    assert main(["-q", "workers", str(tmp_path / "answers.csv"), "--gold", str(tmp_path / "gold.csv"),
+                 "-o", str(tmp_path / "w.csv")]) == 0
+    assert main(["-q", "aggregate", str(tmp_path / "answers.csv"), "--gold", str(tmp_path / "gold.csv"),
+                 "-o", str(tmp_path / "l.csv")]) == 0
+    data = load_crowd(tmp_path / "answers.csv", gold=tmp_path / "gold.csv")
+    a = compute_analysis(data)                                   # what the Workers page uses
+    page = quality.worker_report(data, a.ds_proba, a.ds_matrices)
+    cli = pd.read_csv(tmp_path / "w.csv", keep_default_na=False).set_index("worker")
+    cli.index = cli.index.astype(str)
+    page.index = page.index.astype(str)
+    for col in ("accuracy", "accuracy_low", "accuracy_high", "gold_accuracy"):
+        np.testing.assert_allclose(cli.loc[page.index, col].astype(float), page[col], atol=1e-9, err_msg=col)
+    assert (cli.loc[page.index, "action"] == page["action"]).all()
+    labels = pd.read_csv(tmp_path / "l.csv")
+    lab = qv.fit_labels(data, "default")                         # what the Labels page uses
+    np.testing.assert_allclose(labels["confidence"], lab.proba.max(1), atol=1e-9)
