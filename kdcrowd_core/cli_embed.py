@@ -104,15 +104,18 @@ class _Bar:
     """tqdm progress bar fed by the featurizers' ``progress(done, total)`` callback."""
 
     def __init__(self, unit: str, quiet: bool):
-        from tqdm.auto import tqdm
-        self._tqdm = tqdm(total=None, desc="embedding", unit=f" {unit}", disable=quiet, file=sys.stderr,
-                          leave=False, dynamic_ncols=True)
+        self._unit, self._quiet, self._tqdm = unit, quiet, None
 
     def __call__(self, done: int, total: int) -> None:
+        if self._tqdm is None:  # created on the first report: nothing is drawn before the input is read
+            from tqdm.auto import tqdm
+            self._tqdm = tqdm(total=total, desc="embedding", unit=f" {self._unit}", disable=self._quiet,
+                              file=sys.stderr, leave=False, dynamic_ncols=True)
         if self._tqdm.total != total:
             self._tqdm.total = total
         self._tqdm.n = done
         self._tqdm.refresh()
 
     def close(self) -> None:
-        self._tqdm.close()
+        if self._tqdm is not None:
+            self._tqdm.close()

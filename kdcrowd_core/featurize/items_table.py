@@ -150,6 +150,8 @@ def read_items_table(source: Any, *, item: Any = None, column: Any = None, kind:
     item, column : column names (or 0-based positions); default: detected by name
         (``item``/``id``/``task``... and ``text``/``sentence``/``review``... or
         ``path``/``image``/``file``...), else the first column and the longest text column.
+        A table with more than two columns and no id-like column (an answers file
+        ``text, annotator, sentiment``), or ``item`` equal to ``column``: the text is the item id.
     kind : "texts" or "images" (the content column holds texts or image paths).
     on_duplicate : "error" (default) or "first": what to do with an item id that appears
         on several rows with *different* contents.  Rows repeating the same item with the
@@ -172,6 +174,12 @@ def read_items_table(source: Any, *, item: Any = None, column: Any = None, kind:
     content_names = _TEXT_NAMES if kind == "texts" else _PATH_NAMES
     col_c = _pick(df, column, content_names, set(), name, what, column_flag)
     col_i = _pick(df, item, _ITEM_NAMES, {col_c} if col_c is not None else set(), name, "item", item_flag)
+    if col_i is None and col_c is not None and df.shape[1] > 2:
+        # no id column (e.g. an answers file ``text, annotator, sentiment``): each text is its own item id,
+        # as when the answers are read with the text column as the item column
+        col_i = col_c
+        report.notes.append(f"no item-id column: each {what} is its own item id (name an id column with "
+                            f"{item_flag})")
     if col_i is None:
         col_i = next(c for c in df.columns if c != col_c)
     if col_c is None:
@@ -182,17 +190,15 @@ def read_items_table(source: Any, *, item: Any = None, column: Any = None, kind:
         else:
             col_c = rest[0]
         report.notes.append(f"no column named like a {what}; used {col_c!r} (name it with {column_flag})")
-    if col_c == col_i:
-        raise CrowdDataError(f"the item column and the {what} column are the same ({col_i!r}).", path=name,
-                             hint=f"name two different columns with {item_flag} and {column_flag}.")
     report.columns = {"item": col_i, kind[:-1] if kind.endswith("s") else kind: col_c}
+    same = col_i == col_c  # the text (or path) is the item id
     label = "row" if first_line == 1 else "line"
 
     ids, values, where = [], [], []
     missing_id, empty = [], []
     for pos, (raw_id, raw_v) in enumerate(zip(df[col_i].tolist(), df[col_c].tolist())):
         w = f"{label} {pos + first_line}"
-        sid = _as_str(raw_id)
+        sid = _as_str(raw_v if same else raw_id)
         if sid is None:
             missing_id.append(w)
             continue

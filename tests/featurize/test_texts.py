@@ -136,3 +136,17 @@ def test_cache_hit_progress_and_cancel(text_model, tmp_path):
         embed_texts(["something new to embed"], ids=["n"], cache_dir=tmp_path / "cache", cancel=stop)
     with pytest.raises(FeaturizeCancelled):
         embed_texts(["something new to embed"], ids=["n"], cache_dir=None, cancel=lambda: True)
+
+
+def test_answers_file_without_item_column_uses_the_text_as_id(tmp_path):
+    p = tmp_path / "answers.csv"
+    p.write_text('text,annotator,sentiment\n"Great movie, loved it",a1,pos\n"Great movie, loved it",a2,pos\n'
+                 '" Boring and too long",a1,neg\n')
+    t = read_items_table(p)
+    assert t.ids == ["Great movie, loved it", "Boring and too long"]
+    assert t.report.columns == {"item": "text", "text": "text"}
+    assert any("each text is its own item id" in n for n in t.report.notes)
+    two = tmp_path / "two.csv"
+    two.write_text("key,body\nk1,hello\n")
+    assert read_items_table(two, item="body", column="body").ids == ["hello"]
+    assert read_items_table(two).ids == ["k1"]
