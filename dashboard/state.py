@@ -7,12 +7,14 @@ one untouched.  :func:`ingest` does the same on a session-state mapping
 (``st.session_state`` in the app, a dict in tests), so a bad file shows an error
 and the last good data stays.
 
-Parsed files are cached by content hash (``st.cache_resource``: the same bytes
-are never parsed twice, whatever their name), analyses by dataset key.
+Parsed files are cached by content hash in a cache bounded in bytes
+(:data:`PARSE_CACHE`, ``KDCROWD_PARSE_CACHE_MB``, default 512: the same bytes
+are never parsed twice while they fit, whatever their name), analyses by dataset key.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import json
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +33,7 @@ from kdcrowd_core.data import CrowdData, ReadReport
 from kdcrowd_core.errors import CrowdDataError
 from kdcrowd_core.io.options import ReadOptions
 
+from .bytecache import ByteLRU
 from .analysis import Analysis, compute_analysis
 from .datasets_db import DatasetRecord, DatasetStore, check_dataset_id, new_dataset_id
 from .runs_db import data_home
@@ -179,10 +182,20 @@ def message(exc: CrowdDataError) -> str:
     return render("dashboard") if callable(render) else str(exc)
 
 
-@st.cache_resource(max_entries=24, show_spinner=False)
+#: Budget of the parse cache in MB (env KDCROWD_PARSE_CACHE_MB): parsed uploads kept in memory by content hash.
+PARSE_CACHE_MB = int(os.environ.get("KDCROWD_PARSE_CACHE_MB") or 512)
+#: Parsed files by (kind, digest, name, options), bounded in bytes (one process-wide cache; see bytecache.py).
+PARSE_CACHE = ByteLRU(PARSE_CACHE_MB * 1024 * 1024)
+
+
 def _parse_cached(kind: str, content_digest: str, _payload: bytes, name: str, options_json: str) -> Any:
     # cached by (kind, digest, name, options): the name appears in messages and reports
-    return parse_file(kind, _payload, name, json.loads(options_json))
+    key = (kind, content_digest, name, options_json)
+    hit = PARSE_CACHE.get(key)
+    if hit is None:
+        hit = parse_file(kind, _payload, name, json.loads(options_json))
+        PARSE_CACHE.put(key, hit)
+    return hit
 
 
 def test_codes(gold: pd.Series, ids: pd.Index, classes: pd.Index) -> np.ndarray:

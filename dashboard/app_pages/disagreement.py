@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import analysis as an
-from dashboard import charts, state
+from dashboard import charts, class_paging, state
 
 st.title("Disagreement")
 ds = state.current()
@@ -39,7 +39,10 @@ st.plotly_chart(charts.contested_items_heatmap(block["answers"], block["item_ids
 
 col1, col2 = st.columns(2)
 with col1:
-    st.plotly_chart(charts.cooccurrence_heatmap(agr["cooccurrence"], c.classes), key="cooc")
+    cooc_codes, cooc_classes = class_paging.picker(c.classes, c.label_counts(), key="dis_class_page",
+                                                   what="class pairs")
+    st.plotly_chart(charts.cooccurrence_heatmap(class_paging.block(agr["cooccurrence"], cooc_codes), cooc_classes),
+                    key="cooc")
     st.caption("Each row: when an item got this answer, which answers did the other workers give it? "
                "A bright off-diagonal cell is a pair of classes the crowd mixes up.")
 with col2:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import before_after, charts, compare, quality_charts, state, text, training
+from dashboard import before_after, charts, class_paging, compare, quality_charts, state, text, training
 from dashboard import quality_view as qv
 from kdcrowd_core.io.csv_guard import csv_bytes
 
@@ -130,7 +130,9 @@ st.caption(f"The student changed the teacher's label on {n_diff:,} of {int(flips
            f"({n_diff / max(int(flips.sum()), 1):.1%}).")
 f1, f2 = st.columns([2, 3])
 with f1:
-    st.plotly_chart(charts.flip_matrix(flips, res.classes), key="flips")
+    flip_codes, flip_classes = class_paging.picker(res.classes, flips.sum(axis=1), key="flip_class_page",
+                                                   what="label flips")
+    st.plotly_chart(charts.flip_matrix(class_paging.block(flips, flip_codes), flip_classes), key="flips")
 with f2:
     diff = compare.differing_items(res, crowd)
     g1, g2, g3 = st.columns(3)

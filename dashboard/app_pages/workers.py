@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import analysis as an
-from dashboard import charts, state, training
+from dashboard import charts, class_paging, state, training
 from dashboard import quality_view as qv
 from kdcrowd_core import quality
 
@@ -43,8 +43,12 @@ shown = table.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
 p2.caption(f"{len(table):,} workers match; showing {len(shown)} "
            f"({(page - 1) * PAGE_SIZE + 1}–{(page - 1) * PAGE_SIZE + len(shown)}).")
 codes = c.worker_ids.get_indexer(shown.index)
+# many classes: one page of classes at a time (never 24 full K x K matrices in one figure)
+class_codes, shown_classes = class_paging.picker(c.classes, c.label_counts(), key="workers_class_page")
+grid = (a.ds_matrices[codes] if class_codes is None
+        else a.ds_matrices[codes[:, None, None], class_codes[None, :, None], class_codes[None, None, :]])
 subtitles = [f"{charts._short(w, 16)}<br>n={int(r.answers)} · acc {r.accuracy:.2f}" for w, r in shown.iterrows()]
-st.plotly_chart(charts.worker_matrix_grid(a.ds_matrices[codes], shown.index, c.classes, subtitles=subtitles,
+st.plotly_chart(charts.worker_matrix_grid(grid, shown.index, shown_classes, subtitles=subtitles,
                                           cols=6, title="Worker confusion matrices"), key="worker_grid")
 
 # ----------------------------------------------------------------- ranking
@@ -135,7 +139,10 @@ if emp is not None and emp.sum() > 0:
     counts = {"empirical": emp}
 if run is None:
     st.caption("Train a model (Train page) to see the teacher's and the stage-2 matrices next to this one.")
-st.plotly_chart(charts.matrices_side_by_side(mats, c.classes, counts=counts, title=f"Worker {worker}"),
+if class_codes is not None:
+    mats = {k: class_paging.block(v, class_codes) for k, v in mats.items()}
+    counts = None if counts is None else {k: class_paging.block(v, class_codes) for k, v in counts.items()}
+st.plotly_chart(charts.matrices_side_by_side(mats, shown_classes, counts=counts, title=f"Worker {worker}"),
                 key="worker_detail")
 if emp is not None and "empirical" not in mats:
     st.caption("This worker answered no gold item: no empirical matrix.")

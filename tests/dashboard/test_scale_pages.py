@@ -1,0 +1,90 @@
+"""Pages and statistics with many classes (issue 10, item 8): class x class charts page through the classes,
+agreement statistics never build per-pair K x K tables or N x K arrays."""
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from dashboard import class_paging, state
+from kdcrowd_core import metrics
+from kdcrowd_core.data import CrowdData
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+def _crowd(n_items: int, n_classes: int, n_workers: int, seed: int = 0) -> CrowdData:
+    rng = np.random.default_rng(seed)
+    item = np.repeat(np.arange(n_items), 4)
+    worker = np.concatenate([rng.choice(n_workers, 4, replace=False) for _ in range(n_items)])
+    truth = rng.integers(0, n_classes, n_items)
+    label = np.where(rng.random(item.size) < 0.7, truth[item], rng.integers(0, n_classes, item.size))
+    return CrowdData.from_arrays(item, worker, label, classes=[f"c{k}" for k in range(n_classes)])
+
+
+def test_block_pages_through_the_classes():
+    M = np.arange(2 * 50 * 50, dtype=float).reshape(2, 50, 50)
+    order = class_paging.class_order(np.r_[np.zeros(45), np.arange(5) + 1])
+    assert list(order[:5]) == [49, 48, 47, 46, 45]
+    codes = class_paging.page_codes(order, 3)
+    assert len(codes) == 10 and class_paging.n_pages(50) == 3
+    b = class_paging.block(M, codes)
+    assert b.shape == (2, 10, 10) and b[1, 2, 3] == M[1, codes[2], codes[3]]
+    assert class_paging.block(M, None) is M
+
+
+def test_agreement_statistics_with_1000_classes_stay_small():
+    """Issue 10: Disagreement with 1,000 classes took 57 s and 5 GB (a t x t x K x K table per worker pair)."""
+    data = _crowd(3000, 1000, 40)
+    tracemalloc.start()
+    try:
+        kappa = metrics.pairwise_cohen_kappa(data, top=20)
+        metrics.pair_cooccurrence(data)
+        metrics.krippendorff_alpha(data)
+        metrics.fleiss_kappa(data)
+        metrics.item_stats(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert kappa.shape == (20, 20)
+    assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"      # the old pairwise table alone was 3.2 GB
+
+
+def _csv(data: CrowdData) -> bytes:
+    rows = ["item,worker,label"] + [f"i{i},w{w},{data.classes[c]}" for i, w, c in
+                                    zip(data.item, data.worker, data.label)]
+    return "\n".join(rows).encode()
+
+
+def _shape(z) -> tuple[int, int]:
+    """Rows and columns of a heatmap's z (a nested list, or Plotly's typed array {"bdata", "shape"})."""
+    if isinstance(z, dict):
+        r, c = (int(v) for v in str(z["shape"]).split(","))
+        return r, c
+    return len(z), len(z[0]) if z else 0
+
+
+def test_pages_with_many_classes_send_small_figures():
+    data = _crowd(600, 60, 30)
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.session_state[state.PENDING] = [("answers", _csv(data), "many_classes.csv")]
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    for page, key in (("app_pages/workers.py", "workers_class_page"), ("app_pages/disagreement.py",
+                                                                        "dis_class_page")):
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.number_input(key=key).value == 1
+        for el in at.get("plotly_chart"):
+            fig = json.loads(el.proto.spec)
+            for tr in fig["data"]:
+                if tr.get("type") == "heatmap" and len(tr.get("y") or []) and str(tr["y"][0]).startswith("c"):
+                    rows, cols = _shape(tr["z"])
+                    assert rows <= class_paging.CLASS_PAGE and cols <= class_paging.CLASS_PAGE, (page, rows, cols)
+        at.number_input(key=key).set_value(3).run()
+        assert not at.exception, [e.value for e in at.exception]
