@@ -10,8 +10,8 @@ import time
 def add_embed_parser(sub) -> None:
     e = sub.add_parser(
         "embed", help="turn raw item texts or images into a features table (MiniLM / EfficientNet-Lite0)",
-        description="Writes OUT (CSV or Parquet by extension): an 'item' column, then 384 (texts, all-MiniLM-L6-v2) "
-                    "or 1280 (images, EfficientNet-Lite0) numeric columns, ready for `kdcrowd train --features OUT`. "
+        description="Writes FEATURES (CSV or Parquet by extension): an 'item' column, then 384 (texts, all-MiniLM-L6-v2) "
+                    "or 1280 (images, EfficientNet-Lite0) numeric columns, ready for `kdcrowd train --features FEATURES`. "
                     "Vectors are cached by content hash, so a rerun on the same items is fast.")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", metavar="ITEMS", help="items table (CSV/TSV/Parquet/JSONL) with an item column and a "
@@ -27,14 +27,16 @@ def add_embed_parser(sub) -> None:
                         "name, path = path relative to the folder/zip")
     e.add_argument("--keep-first", action="store_true",
                    help="an item id repeated with different texts keeps its first row (default: error)")
-    e.add_argument("--answers", metavar="ANSWERS", help="only embed items of this answers file (others are "
-                   "skipped and counted; answered items without content are reported)")
+    e.add_argument("--answers", metavar="ANSWERS", help="only embed items of this answers file (its columns are "
+                   "detected; others are skipped and counted; answered items without content are reported)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
     e.add_argument("--batch-size", type=int, default=None, help="items per batch (default 64 texts / 32 images)")
     e.add_argument("--cache-dir", help="embedding cache folder (default: DATA/cache/features, DATA being "
                    "$KDCROWD_HOME, ./.kdcrowd or ~/.kdcrowd)")
     e.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     e.add_argument("-o", "--output", required=True, metavar="FEATURES", help="output table (.csv, .tsv or .parquet)")
+    from .cli import add_csv_guard_flag
+    add_csv_guard_flag(e)
     e.set_defaults(func=cmd_embed)
 
 
@@ -42,7 +44,7 @@ FLAGS = {"item": "--item", "keep_first": "--keep-first", "ids": "--image-ids"}
 
 
 def cmd_embed(args) -> int:
-    from .cli import _load
+    from .cli import _load, csv_guard_on
     from .errors import CrowdDataError
     from .featurize import embed_images, embed_texts
     from .io.writers import write_table
@@ -77,7 +79,7 @@ def cmd_embed(args) -> int:
     finally:
         bar.close()
     secs = time.perf_counter() - t0
-    write_table(emb.to_frame(), args.output)
+    write_table(emb.to_frame(), args.output, guard=csv_guard_on(args))
     rep = emb.report
     if not args.quiet:
         print(rep.to_text())
