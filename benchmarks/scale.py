@@ -144,9 +144,9 @@ def section_procs(n: int, tmp: Path, device: str) -> list[str]:
     return [f"### 1 vs 2 processes on {fmt_size(n)} answers (torchrun, gloo, one machine)", "",
             f"Command: `torchrun --nproc-per-node P -m kdcrowd_core aggregate answers.parquet --distributed "
             f"--method dawid_skene -o out.parquet` (P = 1, 2) on {n:,} answers. Both processes share this machine's "
-            "2 cores, so 2 processes cannot be faster here; the table measures what a rank moves and how many "
-            "answers per second one rank fits (throughput = answers per rank x iterations ... reported as answers "
-            "per rank / DS seconds).", "",
+            "2 cores, so 2 processes cannot be faster here; the table measures what a rank moves per EM iteration "
+            "and how fast one rank fits its share (throughput = answers per rank / DS seconds, DS seconds "
+            "including building the sparse operators and every EM iteration).", "",
             "| processes | wall s | read s | DS s | iterations | peak GB per rank | all-reduced MB per rank | "
             "kB per iteration | M answers per rank per DS second |",
             "|---|---|---|---|---|---|---|---|---|", *rows, ""]

@@ -27,7 +27,7 @@ def launched_by_torchrun() -> bool:
 def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> torch.device:
     """Join the default process group (once) and return this rank's device."""
     import torch.distributed as dist
-    if not launched_by_torchrun():
+    if not (launched_by_torchrun() or (dist.is_available() and dist.is_initialized())):
         raise CrowdDataError("--distributed needs the process group environment that torchrun sets "
                              "(RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).",
                              hint="start it as: torchrun --nproc-per-node N -m kdcrowd_core aggregate ... "
