@@ -16,9 +16,46 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import CrowdDataError
+from .errors import CrowdDataError, MissingColumnError
 
 NO_GOLD = -1
+
+#: What happens when a worker answers the same item more than once:
+#: ``"all"`` every answer counts (as in Crowd-Kit; the default), ``"last"`` / ``"first"``
+#: keep one answer per (item, worker).  Reports note the repeats either way
+#: (``ReadReport.duplicates`` counts the answers dropped).
+DUPLICATE_POLICIES = ("all", "last", "first")
+
+
+def _note_repeats(rep: ReadReport, n_repeat: int, n_drop: int, policy: str) -> None:
+    """Report repeated (item, worker) answers the way the readers do."""
+    if not n_repeat:
+        return
+    rep.duplicates += n_drop
+    if policy == "all":
+        rep.notes.append(f"{n_repeat} repeated (item, worker) answers all count (duplicates='all')")
+    else:
+        rep.notes.append(f"{n_repeat} repeated (item, worker) answers dropped, the {policy} one of each kept "
+                         f"(duplicates={policy!r})")
+
+
+def duplicate_mask(item: np.ndarray, worker: np.ndarray, n_workers: int, policy: str = "all"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Repeated (item, worker) answers under a duplicates policy.
+
+    Returns ``(repeat, drop)``: ``repeat`` marks every answer after the first of its
+    (item, worker) pair (what the reading report counts), ``drop`` the answers the
+    policy removes (none for ``"all"``).
+    """
+    if policy not in DUPLICATE_POLICIES:
+        raise CrowdDataError(f"duplicates must be one of {', '.join(map(repr, DUPLICATE_POLICIES))}; "
+                             f"got {policy!r}.", hint='use "all" (every answer counts), "last" or "first".')
+    key = pd.Index(np.asarray(item, dtype=np.int64) * np.int64(max(n_workers, 1)) + np.asarray(worker))
+    repeat = np.asarray(key.duplicated(keep="first"))
+    if policy == "all" or not repeat.any():
+        return repeat, np.zeros(len(key), dtype=bool)
+    drop = repeat if policy == "first" else np.asarray(key.duplicated(keep="last"))
+    return repeat, drop
 
 
 @dataclass
@@ -233,18 +270,21 @@ class CrowdData:
     def from_frame(cls, df: pd.DataFrame, *, item: str = "task", worker: str = "worker",
                    label: str = "label", classes: Sequence | None = None,
                    report: ReadReport | None = None, line_offset: int = 2,
-                   min_classes: int = 2) -> CrowdData:
+                   min_classes: int = 2, duplicates: str = "all") -> CrowdData:
         """Build from a long table with one row per answer.
 
-        Rows with no label are dropped (counted in the report); duplicate
-        ``(item, worker)`` answers keep the last one (counted).  ``line_offset``
+        Rows with no label are dropped (counted in the report); repeated
+        ``(item, worker)`` answers follow ``duplicates`` (:data:`DUPLICATE_POLICIES`:
+        ``"all"`` keeps every answer, ``"last"``/``"first"`` one per pair; counted
+        either way).  Text ids and labels are stripped here (use
+        :meth:`from_answers_frame` to keep them exactly).  ``line_offset``
         converts a row position into a file line number for messages
         (2 = header line plus 1-based numbering).
         """
         rep = report if report is not None else ReadReport(source="<DataFrame>")
         for role, col in (("item", item), ("worker", worker), ("label", label)):
             if col not in df.columns:
-                raise CrowdDataError(f"no {role} column {col!r}; columns are {list(df.columns)}.",
+                raise MissingColumnError(f"no {role} column {col!r}; columns are {list(df.columns)}.",
                                      path=None if rep.source.startswith("<") else rep.source,
                                      hint=f"name the {role} column explicitly.")
         rep.rows_read = rep.rows_read or int(len(df))
@@ -275,11 +315,11 @@ class CrowdData:
             raise CrowdDataError("no usable answers: every row lacks an item, a worker or a label.",
                                  path=None if rep.source.startswith("<") else rep.source,
                                  hint="check that the item, worker and label columns are filled in.")
-        # Duplicates: keep the last answer of each (item, worker).
-        dup = pd.DataFrame({"i": it_k, "w": wk_k}).duplicated(keep="last").to_numpy()
-        n_dup = int(dup.sum())
-        if n_dup:
-            rep.duplicates += n_dup
+        ic0, _ = pd.factorize(it_k, sort=False)
+        wc0, wu0 = pd.factorize(wk_k, sort=False)
+        repeat, dup = duplicate_mask(ic0, wc0, len(wu0), duplicates)
+        _note_repeats(rep, int(repeat.sum()), int(dup.sum()), duplicates)
+        if dup.any():
             it_k, wk_k, lb_k = it_k[~dup], wk_k[~dup], lb_k[~dup]
         item_codes, item_ids = pd.factorize(it_k, sort=False)
         worker_codes, worker_ids = pd.factorize(wk_k, sort=False)
@@ -299,6 +339,95 @@ class CrowdData:
         rep.answers = data.n_answers
         data.validate(min_classes=min_classes)
         return data
+
+    @classmethod
+    def from_answers_frame(cls, df: pd.DataFrame, *, item: str = "task", worker: str = "worker",
+                           label: str = "label", duplicates: str = "all") -> CrowdData:
+        """Build from a Crowd-Kit answers table, keeping ids and labels exactly as given.
+
+        This is the Crowd-Kit face: ids and labels keep their values and dtypes
+        (int task ids stay ints, bool labels stay bools, ``' t1'`` and ``'t1'`` stay
+        two items), every answer counts (``duplicates="all"``), and a crowd that
+        used a single class is accepted.  Items and workers are numbered in order
+        of first appearance; classes are sorted (the order Crowd-Kit's tests fix
+        for ties), falling back to sorting their text when values do not compare.
+        Rows with a missing task, worker or label are left out and counted in the
+        report.  A missing column raises :class:`~kdcrowd_core.errors.MissingColumnError`
+        (a ``KeyError``, as in Crowd-Kit).  The frame must have at least one usable row.
+        """
+        missing = [c for c in (item, worker, label) if c not in df.columns]
+        if missing:
+            raise MissingColumnError(
+                f"no column {missing[0]!r} in the answers; columns are {list(df.columns)}.",
+                column=missing[0], hint=f"give the answers columns {item!r}, {worker!r} and {label!r}.")
+        rep = ReadReport(source="<DataFrame>", format="long", rows_read=int(len(df)))
+        it, wk, lb = df[item], df[worker], df[label]
+        na_i, na_w, na_l = it.isna().to_numpy(), wk.isna().to_numpy(), lb.isna().to_numpy()
+        rep.skip("no task id", int(na_i.sum()))
+        rep.skip("no worker id", int((na_w & ~na_i).sum()))
+        rep.skip("no label", int((na_l & ~na_i & ~na_w).sum()))
+        rep.missing_labels = int((na_l & ~na_i & ~na_w).sum())
+        keep = ~(na_i | na_w | na_l)
+        if not keep.all():
+            it, wk, lb = it[keep], wk[keep], lb[keep]
+        if len(it) == 0:
+            raise CrowdDataError("no usable answers: every row lacks a task, a worker or a label.",
+                                 hint="fill in the task, worker and label columns.")
+        ic, item_ids = pd.factorize(it, sort=False)
+        wc, worker_ids = pd.factorize(wk, sort=False)
+        uniq = pd.Index(pd.unique(lb))
+        try:
+            classes = uniq.sort_values()
+        except TypeError:
+            classes = pd.Index(sorted(uniq, key=str), dtype=object)
+        lc = classes.get_indexer(lb)
+        repeat, drop = duplicate_mask(ic, wc, len(worker_ids), duplicates)
+        _note_repeats(rep, int(repeat.sum()), int(drop.sum()), duplicates)
+        if drop.any():
+            ic, wc, lc = ic[~drop], wc[~drop], lc[~drop]
+        data = cls(item=np.asarray(ic, dtype=np.int64), worker=np.asarray(wc, dtype=np.int64),
+                   label=np.asarray(lc, dtype=np.int64), item_ids=pd.Index(item_ids), worker_ids=pd.Index(worker_ids),
+                   classes=classes, report=[rep])
+        if drop.any():  # an item or worker may have lost all its answers: renumber
+            data = data._compact()
+        rep.answers = data.n_answers
+        return data.validate(min_classes=1)
+
+    def _compact(self) -> CrowdData:
+        """Drop items and workers without answers (codes renumbered, order kept)."""
+        iu = np.unique(self.item)
+        wu = np.unique(self.worker)
+        if iu.size == self.n_items and wu.size == self.n_workers:
+            return self
+        imap = np.full(self.n_items, -1, dtype=np.int64)
+        imap[iu] = np.arange(iu.size)
+        wmap = np.full(self.n_workers, -1, dtype=np.int64)
+        wmap[wu] = np.arange(wu.size)
+        return replace(self, item=imap[self.item], worker=wmap[self.worker], item_ids=self.item_ids[iu],
+                       worker_ids=self.worker_ids[wu], gold=None if self.gold is None else self.gold[iu],
+                       features=None if self.features is None else self.features[iu])
+
+    def with_true_labels(self, true_labels: pd.Series) -> CrowdData:
+        """Attach gold given the Crowd-Kit way: a Series indexed by task, values exactly as in the answers.
+
+        Tasks without answers are ignored (as in Crowd-Kit); a gold label no worker
+        gave adds a class.  Values are matched exactly (no stripping or number parsing).
+        """
+        if not isinstance(true_labels, pd.Series):
+            raise CrowdDataError(f"true_labels must be a pandas Series indexed by task, got "
+                                 f"{type(true_labels).__name__}.", hint="pass pd.Series(labels, index=task_ids).")
+        g = true_labels.dropna()
+        pos = self.item_ids.get_indexer(g.index)
+        g = g[pos >= 0]
+        pos = pos[pos >= 0]
+        classes = self.classes
+        new = pd.Index(pd.unique(g.to_numpy()))
+        new = new[classes.get_indexer(new) < 0] if len(new) else new
+        if len(new):
+            classes = classes.append(new)
+        codes = np.full(self.n_items, NO_GOLD, dtype=np.int64) if self.gold is None else self.gold.copy()
+        codes[pos] = classes.get_indexer(pd.Index(g.to_numpy()))
+        return replace(self, gold=codes, classes=classes, report=list(self.report))
 
     # ---------------------------------------------------------------- checks
     def validate(self, min_classes: int = 2) -> CrowdData:
@@ -468,7 +597,7 @@ def as_crowd_data(data: CrowdData | pd.DataFrame) -> CrowdData:
         cols = {c.lower(): c for c in data.columns}
         item = cols.get("task") or cols.get("item")
         if item is None or "worker" not in cols or "label" not in cols:
-            raise CrowdDataError(f"expected columns task, worker, label; got {list(data.columns)}.",
+            raise MissingColumnError(f"expected columns task, worker, label; got {list(data.columns)}.",
                                  hint="rename the columns, or read the file with kdcrowd_core.io.read_answers.")
         return CrowdData.from_frame(data, item=item, worker=cols["worker"], label=cols["label"])
     raise CrowdDataError(f"expected CrowdData or a DataFrame, got {type(data).__name__}.")

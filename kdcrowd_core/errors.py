@@ -110,3 +110,15 @@ class CrowdDataError(ValueError):
     def hint_for(self, interface: str = "library") -> str | None:
         """The fix alone, phrased for ``interface``."""
         return render_text(self.hint_template, interface)
+
+
+class MissingColumnError(CrowdDataError, KeyError):
+    """A required column is missing from a table.
+
+    A :class:`CrowdDataError` (so the library's one documented exception still
+    catches it) and a ``KeyError``, which is what Crowd-Kit and pandas raise for a
+    missing column: code written for Crowd-Kit keeps working.
+    """
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return ValueError.__str__(self)

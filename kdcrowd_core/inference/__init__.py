@@ -5,7 +5,8 @@ Crowd-Kit face (``fit``, ``fit_predict``, ``fit_predict_proba`` on a DataFrame
 with columns ``task, worker, label``) plus the array face on
 :class:`~kdcrowd_core.data.CrowdData`.
 """
-from .base import BaseInference, available_methods, expected_confusion, get_method, register
+from .base import (BaseInference, available_methods, expected_confusion, get_method, method_defaults, register,
+                   register_entry)
 from .majority_vote import MajorityVote, expected_tie_accuracy
 from .dawid_skene import DawidSkene
 from .one_coin import GLAD, OneCoinDawidSkene
@@ -15,5 +16,5 @@ from .one_coin import GLAD, OneCoinDawidSkene
 DEFAULT_METHOD = "dawid_skene"
 
 __all__ = ["BaseInference", "MajorityVote", "DawidSkene", "OneCoinDawidSkene", "GLAD",
-           "available_methods", "get_method", "register", "expected_confusion",
+           "available_methods", "get_method", "method_defaults", "register", "register_entry", "expected_confusion",
            "expected_tie_accuracy", "DEFAULT_METHOD"]

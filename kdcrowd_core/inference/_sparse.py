@@ -1,7 +1,10 @@
 """Sparse operators over the answer triples, shared by the EM methods.
 
-The answers ``(item i, worker r, label c)`` define a 0/1 matrix ``A`` of shape
-``N x (R*K)`` with a one at ``(i, r*K + c)``.  Then, for a per-(worker, answer)
+The answers ``(item i, worker r, label c)`` define a count matrix ``A`` of shape
+``N x (R*K)``: entry ``(i, r*K + c)`` is the number of times worker r answered c on
+item i (1, or more when a worker answered an item more than once: every answer
+counts, as in Crowd-Kit; the repeated entries are stored as they come and the
+products sum them).  Then, for a per-(worker, answer)
 table ``L`` of shape ``(R*K) x K``:
 
 - the E-step sum ``sum over answers of item i of L[r*K+c, :]`` is ``A @ L`` (N x K);
@@ -12,6 +15,7 @@ CPU they run multi-threaded (about 20x faster than ``index_add_`` here).
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -21,7 +25,11 @@ from ..data import CrowdData
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int, dtype: torch.dtype) -> torch.Tensor:
-    """CSR 0/1 matrix from unique (row, col) pairs, built on the pairs' device (stable sort by row)."""
+    """CSR matrix with a one per (row, col) pair, built on the pairs' device (stable sort by row).
+
+    Repeated pairs stay separate entries; sparse-dense products sum them, so ``A @ x``
+    counts every answer.
+    """
     if rows.numel() > 1 and not bool((rows[1:] >= rows[:-1]).all()):
         order = torch.argsort(rows, stable=True)
         cols = cols[order]
@@ -59,6 +67,8 @@ class AnswerOperator:
         counts.index_add_(0, item * K + (key % K), torch.ones(item.numel(), dtype=dtype, device=device))
         counts = counts.view(self.N, K)
         self.soft_mv = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+        #: answers per (worker, answer) row ``r*K + c`` (int64, R*K)
+        self.key_counts = torch.bincount(key, minlength=self.R * K)
 
     def gather_sum(self, table: torch.Tensor) -> torch.Tensor:
         """``(R*K, K) -> (N, K)``: per item, the sum of ``table[r*K+c]`` over its answers."""
@@ -67,6 +77,34 @@ class AnswerOperator:
     def scatter_sum(self, q: torch.Tensor) -> torch.Tensor:
         """``(N, K) -> (R*K, K)``: per (worker, answer), the sum of ``q[i]`` over its answers."""
         return torch.sparse.mm(self.At, q) if self.device.type != "cpu" else self.At @ q
+
+
+#: below this many answers a CPU fit runs on one thread: splitting microsecond-long
+#: sparse products across threads costs more (milliseconds on a busy machine) than it saves
+SMALL_FIT_ANSWERS = 100_000
+
+
+@contextlib.contextmanager
+def cpu_threads(n_answers: int, num_threads: int | None = None):
+    """Run a fit with ``num_threads`` CPU threads.
+
+    None: one thread for small fits, else torch's setting capped at the cores idle now
+    (:func:`~kdcrowd_core.inference.threads.steady_threads`).
+    """
+    from .threads import steady_threads
+    if num_threads is None:
+        want = 1 if n_answers < SMALL_FIT_ANSWERS else steady_threads()
+    else:
+        want = int(num_threads)
+    before = torch.get_num_threads()
+    if want == before:
+        yield
+        return
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def soft_majority(data: CrowdData) -> np.ndarray:

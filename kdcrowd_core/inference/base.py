@@ -1,17 +1,27 @@
 """Common face of every truth-inference method, and the method registry.
 
 Every method works on :class:`~kdcrowd_core.data.CrowdData` arrays and offers
-the Crowd-Kit face on a DataFrame with columns ``task, worker, label``:
+Crowd-Kit's face on a DataFrame with columns ``task, worker, label``:
 
-- ``fit(data) -> self``
-- ``fit_predict(data) -> pandas.Series`` (index ``task``, the inferred label names)
-- ``fit_predict_proba(data) -> pandas.DataFrame`` (index ``task``, one column per class)
+- ``fit(data, ...) -> self`` (each method takes Crowd-Kit's arguments: gold as
+  ``true_labels``, a Series indexed by task; MV's ``skills``; DS's ``initial_error``)
+- ``fit_predict(data, ...) -> pandas.Series`` (index ``task``, the inferred labels)
+- ``fit_predict_proba(data, ...) -> pandas.DataFrame`` (index ``task``, columns ``label``)
+
+A DataFrame is read exactly (:meth:`CrowdData.from_answers_frame`): ids and labels
+keep their values and dtypes, every answer counts, a missing column raises a
+``KeyError`` (:class:`~kdcrowd_core.errors.MissingColumnError`) and an empty frame
+gives empty results, as in Crowd-Kit.
 
 Fitted attributes end in ``_``: ``probas_`` (DataFrame), ``labels_`` (Series),
 ``proba_array_`` (float64 array N x K), ``data_`` (the CrowdData fitted on) and,
 for every method, ``worker_matrices_`` (float64 array R x K x K with
 ``[r, j, c] = P(worker r answers c | true class j)``) and ``errors_`` (the same
 in Crowd-Kit's layout: index (worker, label), one column per true class).
+
+Registry entries can carry their own default parameters
+(``register("dawid_skene", defaults={"alpha": 0.01})``): ``get_method(name)`` is the
+product's choice, the class with no arguments is Crowd-Kit's.
 """
 from __future__ import annotations
 
@@ -22,21 +32,38 @@ import numpy as np
 import pandas as pd
 
 from ..data import CrowdData, as_crowd_data
-from ..errors import CrowdDataError
+from ..errors import CrowdDataError, MissingColumnError
 
 _REGISTRY: dict[str, type] = {}
 _ALIASES: dict[str, str] = {}
+_DEFAULTS: dict[str, dict] = {}
 
 
-def register(name: str, *aliases: str) -> Callable[[type], type]:
-    """Class decorator: register an inference method under ``name`` (and aliases)."""
+def register(name: str, *aliases: str, defaults: dict | None = None) -> Callable[[type], type]:
+    """Class decorator: register an inference method under ``name`` (and aliases).
+
+    ``defaults``: parameters ``get_method(name)`` passes unless the caller overrides
+    them (the product's settings; the class's own defaults stay Crowd-Kit's).
+    """
     def deco(cls: type) -> type:
         cls.name = name
-        _REGISTRY[name] = cls
-        for a in aliases:
-            _ALIASES[a] = name
+        register_entry(name, cls, *aliases, defaults=defaults)
         return cls
     return deco
+
+
+def register_entry(name: str, cls: type, *aliases: str, defaults: dict | None = None) -> None:
+    """Register ``cls`` under ``name`` with registry defaults (e.g. a smoothed DS as its own entry)."""
+    _REGISTRY[name] = cls
+    _DEFAULTS[name] = dict(defaults or {})
+    for a in aliases:
+        _ALIASES[a] = name
+
+
+def method_defaults(name: str) -> dict:
+    """The parameters ``get_method(name)`` adds to the class's defaults."""
+    key = _ALIASES.get(name, name)
+    return dict(_DEFAULTS.get(key, {}))
 
 
 def available_methods() -> list[str]:
@@ -52,7 +79,7 @@ def get_method(name: str | None = None, **params):
     if key not in _REGISTRY:
         raise CrowdDataError(f"unknown inference method {name!r}.",
                              hint=f"choose one of {', '.join(available_methods())}.")
-    return _REGISTRY[key](**params)
+    return _REGISTRY[key](**{**_DEFAULTS.get(key, {}), **params})
 
 
 def expected_confusion(data: CrowdData, q: np.ndarray, alpha: float = 1.0) -> np.ndarray:
@@ -77,7 +104,10 @@ def _index_add(out: np.ndarray, index: np.ndarray, rows: np.ndarray) -> np.ndarr
 
 
 class BaseInference:
-    """Base class: subclasses implement ``_fit(data) -> (N x K) probabilities``."""
+    """Base class: subclasses implement ``_fit(data) -> (N x K) probabilities``.
+
+    Subclasses with Crowd-Kit arguments define ``fit`` and call :meth:`_fit_frame`.
+    """
 
     name: ClassVar[str] = "base"
 
@@ -88,26 +118,49 @@ class BaseInference:
     def _worker_matrices(self, data: CrowdData, q: np.ndarray) -> np.ndarray:
         return expected_confusion(data, q, alpha=1.0)
 
-    # ------------------------------------------------------------ public API
-    def fit(self, data: CrowdData | pd.DataFrame) -> BaseInference:
-        data = as_crowd_data(data)
+    def _fit_empty(self) -> None:
+        """Crowd-Kit's results on an empty answers table."""
+        self.probas_ = pd.DataFrame()
+        self.labels_ = pd.Series(dtype=float, name="agg_label")
+        self.errors_ = pd.DataFrame()
+        self.proba_array_ = np.zeros((0, 0))
+        self.worker_matrices_ = np.zeros((0, 0, 0))
+        self.data_ = None
+
+    def _fit_frame(self, data: CrowdData | pd.DataFrame, true_labels: pd.Series | None = None) -> BaseInference:
+        """Fit on a CrowdData or a Crowd-Kit frame (gold as ``true_labels``) and set the common outputs."""
+        data = as_inference_data(data)
+        if data is None:
+            self._fit_empty()
+            return self
+        if true_labels is not None:
+            data = data.with_true_labels(true_labels)
+        self.worker_matrices_ = None
         q = np.asarray(self._fit(data), dtype=np.float64)
         if q.shape != (data.n_items, data.n_classes):
             raise RuntimeError(f"{type(self).__name__} returned shape {q.shape}")
         self.data_ = data
         self.proba_array_ = q
-        self.probas_ = pd.DataFrame(q, index=pd.Index(data.item_ids, name="task"), columns=list(data.classes))
-        self.labels_ = pd.Series(data.classes.take(q.argmax(axis=1)), index=self.probas_.index, name="agg_label")
+        index = pd.Index(data.item_ids, name="task")
+        self.probas_ = pd.DataFrame(q, index=index, columns=pd.Index(data.classes, name="label"))
+        # ties: the first class in data.classes (sorted labels) wins, as numpy.argmax
+        self.labels_ = pd.Series(data.classes.take(q.argmax(axis=1)), index=index, name="agg_label")
         if getattr(self, "worker_matrices_", None) is None or self.worker_matrices_.shape[0] != data.n_workers:
             self.worker_matrices_ = self._worker_matrices(data, q)
         self.errors_ = matrices_to_errors(self.worker_matrices_, data)
         return self
 
-    def fit_predict(self, data: CrowdData | pd.DataFrame) -> pd.Series:
-        return self.fit(data).labels_
+    # ------------------------------------------------------------ public API
+    def fit(self, data: CrowdData | pd.DataFrame, true_labels: pd.Series | None = None) -> BaseInference:
+        return self._fit_frame(data, true_labels)
 
-    def fit_predict_proba(self, data: CrowdData | pd.DataFrame) -> pd.DataFrame:
-        return self.fit(data).probas_
+    def fit_predict(self, data: CrowdData | pd.DataFrame, *args, **kwargs) -> pd.Series:
+        """``fit(data, ...)`` then ``labels_`` (same arguments as ``fit``)."""
+        return self.fit(data, *args, **kwargs).labels_
+
+    def fit_predict_proba(self, data: CrowdData | pd.DataFrame, *args, **kwargs) -> pd.DataFrame:
+        """``fit(data, ...)`` then ``probas_`` (same arguments as ``fit``)."""
+        return self.fit(data, *args, **kwargs).probas_
 
     def get_params(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
@@ -115,6 +168,24 @@ class BaseInference:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def as_inference_data(data: CrowdData | pd.DataFrame) -> CrowdData | None:
+    """CrowdData as given; a Crowd-Kit frame read exactly; ``None`` for an empty frame."""
+    if isinstance(data, CrowdData):
+        return data
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in ("task", "worker", "label") if c not in data.columns]
+        if missing and "item" in data.columns and missing == ["task"]:
+            data = data.rename(columns={"item": "task"})  # kdcrowd's own name for the task column
+        elif missing:
+            raise MissingColumnError(f"no column {missing[0]!r} in the answers; columns are {list(data.columns)}.",
+                                     column=missing[0],
+                                     hint="give the answers columns 'task', 'worker' and 'label'.")
+        if len(data) == 0:
+            return None
+        return CrowdData.from_answers_frame(data)
+    return as_crowd_data(data)  # raises the usual error for other types
 
 
 def matrices_to_errors(T: np.ndarray, data: CrowdData) -> pd.DataFrame:

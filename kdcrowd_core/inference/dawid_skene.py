@@ -1,20 +1,30 @@
-"""Dawid-Skene EM, in log space, on sparse answer triples with torch (CPU or GPU)."""
+"""Dawid-Skene EM, in log space, on sparse answer triples with torch (CPU or GPU).
+
+The EM steps are small pure functions over an :class:`~._sparse.AnswerOperator`
+(``confusion_counts``, ``log_confusion``, ``log_prior``, ``center_rows``,
+``e_step_logits``, ``posteriors``, ``elbo``) so that chunked and distributed
+versions can reuse them: counts and prior sums add up across chunks/ranks.
+"""
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..data import CrowdData
 from ..device import resolve_device
 from ..errors import CrowdDataError
-from ._sparse import AnswerOperator
+from ._sparse import AnswerOperator, cpu_threads
 from .base import BaseInference, register
-from .threads import steady_threads
 
-_EPS = 1e-12
+#: floor of confusion counts and priors before taking logs (Crowd-Kit's ``_EPS``)
+EPS = 1e-10
+_STRATEGIES = ("assign", "addition")
 
 
 def _sync(dev: torch.device) -> None:
@@ -22,57 +32,199 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-@register("dawid_skene", "ds", "dawid-skene", "dawidskene")
+# ----------------------------------------------------------------- EM steps
+def confusion_counts(op: AnswerOperator, q: torch.Tensor) -> torch.Tensor:
+    """``(N, K) -> (R*K, K)``: row ``r*K + c``, column ``j`` = sum of ``q[i, j]`` over r's answers c."""
+    return op.scatter_sum(q)
+
+
+def log_confusion(counts: torch.Tensor, K: int, alpha: float = 0.0) -> torch.Tensor:
+    """Counts ``(R*K, K)`` -> ``log T`` in the same layout: ``T[r*K+c, j] = P(answer c | true j)``.
+
+    ``alpha`` is added to every count (Dirichlet smoothing; 0 = maximum likelihood, as
+    Crowd-Kit), counts are floored at :data:`EPS`, then normalised over the answers c.
+    """
+    R = counts.shape[0] // K
+    c = counts + alpha if alpha else counts
+    c = c.clamp_min(EPS).reshape(R, K, K)
+    return (c / c.sum(dim=1, keepdim=True)).log().reshape(R * K, K)
+
+
+def log_prior(q: torch.Tensor, prior_alpha: float = 0.0, total: torch.Tensor | None = None) -> torch.Tensor:
+    """Class prior from posteriors: ``log((sum_i q_i + prior_alpha) / (N + K prior_alpha))``, floored at EPS.
+
+    ``total`` replaces ``q.sum(0)`` when the sum comes from several chunks or ranks.
+    """
+    s = q.sum(dim=0) if total is None else total
+    s = s + prior_alpha
+    return (s / s.sum()).clamp_min(EPS).log()
+
+
+def center_rows(logT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log T - max_j log T`` per (worker, answer) row, and the row maxima.
+
+    Subtracting a per-answer constant does not change the posteriors, but it keeps the
+    per-item sums small: an item with 30,000 answers sums 30,000 log-ratios close to 0
+    instead of 30,000 logs of about -1, so float32 keeps the differences between classes.
+    """
+    shift = logT.amax(dim=1, keepdim=True)
+    return logT - shift, shift.squeeze(1)
+
+
+def e_step_logits(op: AnswerOperator, logT_centered: torch.Tensor, log_pi: torch.Tensor) -> torch.Tensor:
+    """Unnormalised log posteriors ``(N, K)``: ``log pi_j + sum over answers of log T[r*K+c, j]`` (centred)."""
+    g = op.gather_sum(logT_centered)
+    g += log_pi
+    return g
+
+
+def posteriors(g: torch.Tensor) -> torch.Tensor:
+    """Softmax over classes of the logits ``g`` (N, K); ``g`` is left untouched."""
+    q = g - g.amax(dim=1, keepdim=True)
+    q.exp_()
+    q /= q.sum(dim=1, keepdim=True)
+    return q
+
+
+def elbo(q: torch.Tensor, g: torch.Tensor, shift_total: float, log_pi: torch.Tensor | None = None,
+         extra_prior_weight: torch.Tensor | None = None) -> float:
+    """Evidence lower bound ``sum q * (log pi + sum log T) + H(q)`` (float64 accumulation).
+
+    ``g`` are the centred logits and ``shift_total`` the sum over answers of the row maxima
+    taken out by :func:`center_rows` (each item's q sums to one, so it adds back as is).
+    Crowd-Kit's loss counts ``log pi`` once per answer instead of once per item: pass
+    ``log_pi`` and ``extra_prior_weight`` = answers per item minus one to get its value.
+    """
+    joint = float((q * g).sum(dtype=torch.float64))
+    entropy = -float(torch.special.xlogy(q, q).sum(dtype=torch.float64))
+    extra = 0.0
+    if extra_prior_weight is not None:
+        extra = float(((extra_prior_weight @ q) * log_pi).sum(dtype=torch.float64))
+    return joint + entropy + shift_total + extra
+
+
+def _shift_total(op: AnswerOperator, shift: torch.Tensor) -> float:
+    return float((op.key_counts.to(torch.float64) * shift.to(torch.float64)).sum())
+
+
+# ------------------------------------------------------------ initial errors
+def initial_error_table(initial_error: pd.DataFrame, data: CrowdData) -> tuple[np.ndarray, np.ndarray]:
+    """Crowd-Kit's ``initial_error`` (index (worker, label), columns true labels) as a ``(R*K, K)`` table.
+
+    Returns the table (0 where the frame has no row) and a mask of the rows it gives.
+    Workers, labels and columns not in ``data`` are ignored.
+    """
+    if list(initial_error.index.names) != ["worker", "label"]:
+        raise CrowdDataError(f"The index of initial_error must be: ['worker', 'label'], "
+                             f"but got: {list(initial_error.index.names)}.",
+                             hint="index initial_error by (worker, label), one column per true label.")
+    R, K = data.n_workers, data.n_classes
+    w = data.worker_ids.get_indexer(initial_error.index.get_level_values("worker"))
+    c = data.classes.get_indexer(initial_error.index.get_level_values("label"))
+    j = data.classes.get_indexer(initial_error.columns)
+    ok = (w >= 0) & (c >= 0)
+    table = np.zeros((R * K, K))
+    given = np.zeros(R * K, dtype=bool)
+    vals = initial_error.to_numpy(dtype=np.float64)[ok][:, j >= 0]
+    rows = w[ok] * K + c[ok]
+    table[np.ix_(rows, j[j >= 0])] = vals
+    given[rows] = True
+    return table, given
+
+
+def apply_initial_error(counts: np.ndarray, initial_error: pd.DataFrame | None, strategy: str | None,
+                        data: CrowdData, used_rows: np.ndarray) -> np.ndarray:
+    """Crowd-Kit's initial-error strategies on the first M-step's counts ``(R*K, K)``.
+
+    ``"addition"`` adds the frame's counts; ``"assign"`` replaces the counts by the frame
+    (which must cover every (worker, label) pair in the answers and, if it holds
+    probabilities, sum to one per worker and true label).
+    """
+    if strategy is None or initial_error is None:
+        return counts
+    if strategy not in _STRATEGIES:
+        raise CrowdDataError(f"Invalid initial_error_strategy: {strategy!r}, should be 'assign' or 'addition'.")
+    table, given = initial_error_table(initial_error, data)
+    if strategy == "addition":
+        return counts + table
+    missing = used_rows & ~given
+    if missing.any():
+        workers = data.worker_ids[np.unique(np.flatnonzero(missing) // data.n_classes)]
+        raise CrowdDataError(
+            f"All the workers in data should be in initial_error: can not find {len(workers)} workers' error "
+            f"matrix in initial_error (e.g. {list(workers[:3])}).",
+            hint="give an error matrix for every worker, or use initial_error_strategy='addition'.")
+    vals = initial_error.to_numpy(dtype=np.float64)
+    if (vals <= 1.0).all():
+        sums = initial_error.groupby(level="worker", sort=False).sum().to_numpy(dtype=np.float64)
+        if not np.allclose(sums, 1.0):
+            raise CrowdDataError("The sum of each worker's error matrix in initial_error should be 1.0 "
+                                 "(per true label column).",
+                                 hint="normalise each worker's columns, or pass counts (values above 1).")
+    return table
+
+
+@register("dawid_skene", "ds", "dawid-skene", "dawidskene", defaults={"alpha": 0.01})
 @dataclass(repr=False)
 class DawidSkene(BaseInference):
     """Dawid & Skene (1979) worker confusion matrices and true-label posteriors.
 
+    With default arguments this is Crowd-Kit's ``DawidSkene`` (same initialisation,
+    steps, loss and stopping rule; results within float32 precision).  ``get_method("dawid_skene")``
+    (the product's entry) adds ``alpha=0.01`` smoothing.
+
     Model: ``P(worker r answers c | true class j) = T_r[j, c]``, class prior ``pi``.
 
-    - Initialisation: soft majority vote (or ``initial_matrices``).
-    - M-step: ``T_r[j, c] ∝ alpha + sum over answers (i, r, c) of q_i[j]``;
-      ``pi ∝ sum_i q_i`` (plus ``prior_alpha``).
-    - E-step (log space): ``log q_i[j] = log pi_j + sum over answers (i, r, c) of log T_r[j, c]``, normalised.
-    - Items with a gold label have ``q`` clamped to it (``use_gold``).
-    - Stops when the log-likelihood per answer changes by less than ``tol``
-      between iterations, or after ``n_iter`` iterations.
+    - Initialisation: majority-vote shares ``q`` (gold clamped), ``pi`` = mean of ``q``,
+      ``T`` from one M-step (plus ``initial_error``); or ``initial_matrices``.
+    - Each iteration: E-step ``log q_i[j] = log pi_j + sum over answers (i, r, c) of log T_r[j, c]``
+      (gold clamped); ``pi`` = mean of ``q``; M-step ``T_r[j, c] ∝ alpha + sum over answers (i, r, c) of q_i[j]``;
+      loss = Crowd-Kit's evidence lower bound per answer (it counts ``log pi`` once per answer);
+      stop when it improves by less than ``tol``.
+    - Every answer counts, a worker's repeated answers to one task included.
 
     Parameters
     ----------
     n_iter : int, default 100
-        Maximum number of EM iterations.
+        Maximum number of EM iterations (0 = majority vote and one M-step).
     tol : float, default 1e-5
-        Tolerance on the change of the mean log-likelihood per answer.
-    alpha : float, default 0.01
-        Dirichlet smoothing added to every confusion count (0 = plain ML, as Crowd-Kit).
+        Stop when the loss (ELBO per answer) improves by less than this.
+    initial_error_strategy : {"assign", "addition"} or None
+        How ``fit(..., initial_error=)`` enters the first M-step (see Crowd-Kit):
+        ``"addition"`` adds historical counts, ``"assign"`` replaces the counts.
+    alpha : float, default 0.0
+        Dirichlet smoothing added to every confusion count (0 = Crowd-Kit).
     prior_alpha : float, default 0.0
         Smoothing added to the class counts of the prior.
     use_gold : bool, default True
-        Clamp the posteriors of items with gold labels.
+        Clamp the posteriors of items with gold labels (CrowdData gold or ``true_labels``).
     initial_matrices : array (R, K, K) or None
-        Start from these worker matrices (E-step first) instead of majority vote.
+        Start from these worker matrices (E-step first, uniform prior) instead of majority vote.
     device : str, default "auto"
         "auto" (cuda, mps, cpu), "cpu", "cuda", ...
     dtype : str, default "float32"
-        "float32" (fast) or "float64".
-    callback : callable(iteration, mean_loglik) or None
+        "float32" (fast; sums are centred so that any number of answers per item is safe)
+        or "float64".
+    callback : callable(iteration, loss) or None
         Called after every EM iteration (progress bars).
     num_threads : int or None
-        CPU threads for this fit.  None: torch's setting capped at the cores idle when the fit
-        starts (``threads.steady_threads``): a multi-threaded step waits for its slowest thread,
-        so on a busy machine fewer threads are faster.
+        CPU threads for this fit.  None: one thread below 100,000 answers (threads cost more
+        than they save there), else torch's setting capped at the cores idle when the fit starts
+        (``threads.steady_threads``): a multi-threaded step waits for its slowest thread, so on a
+        busy machine fewer threads are faster.
 
     Fitted attributes
     -----------------
     proba_array_ (N, K), probas_, labels_, worker_matrices_ (R, K, K) ``[r, true, answer]``,
-    errors_ (Crowd-Kit layout), prior_ (K,), priors_ (pandas Series), loglik_history_ (list of
-    float: mean log-likelihood per answer after each E-step), n_iter_ (iterations run), converged_,
-    timings_ (seconds for setup, EM iterations and the copy back to host memory).
+    errors_ (Crowd-Kit layout; ordered like ``initial_error`` when one is given), prior_ (K,),
+    priors_ (Series indexed by label, name ``prior``), loss_history_ (ELBO per answer after each
+    iteration; ``loglik_history_`` is the same list), n_iter_, converged_, timings_.
     """
 
     n_iter: int = 100
     tol: float = 1e-5
-    alpha: float = 0.01
+    initial_error_strategy: str | None = None
+    alpha: float = 0.0
     prior_alpha: float = 0.0
     use_gold: bool = True
     initial_matrices: np.ndarray | None = field(default=None)
@@ -81,16 +233,27 @@ class DawidSkene(BaseInference):
     callback: Callable[[int, float], None] | None = field(default=None, compare=False)
     num_threads: int | None = None
 
-    def _fit(self, data: CrowdData) -> np.ndarray:
-        n_threads = steady_threads() if self.num_threads is None else self.num_threads
-        if n_threads < 1:
-            raise CrowdDataError("num_threads must be at least 1 (or None).")
-        before = torch.get_num_threads()
-        torch.set_num_threads(int(n_threads))
+    def fit(self, data: CrowdData | pd.DataFrame, true_labels: pd.Series | None = None,
+            initial_error: pd.DataFrame | None = None) -> DawidSkene:
+        """Fit; ``true_labels`` (Series indexed by task) clamps gold, ``initial_error`` as in Crowd-Kit."""
+        self._initial_error = initial_error
         try:
-            return self._fit_threads(data)
+            self._fit_frame(data, true_labels)
         finally:
-            torch.set_num_threads(before)
+            del self._initial_error
+        if self.data_ is None:
+            self.priors_ = pd.Series(dtype=float, name="prior")
+            self.loss_history_ = []
+            return self
+        if initial_error is not None and self.initial_error_strategy is not None:
+            self.errors_ = _order_like(self.errors_, initial_error)
+        return self
+
+    def _fit(self, data: CrowdData) -> np.ndarray:
+        if self.num_threads is not None and self.num_threads < 1:
+            raise CrowdDataError("num_threads must be at least 1 (or None).")
+        with cpu_threads(data.n_answers, self.num_threads):
+            return self._fit_threads(data)
 
     def _fit_threads(self, data: CrowdData) -> np.ndarray:
         dev = resolve_device(self.device)
@@ -99,9 +262,8 @@ class DawidSkene(BaseInference):
         dt = {"float32": torch.float32, "float64": torch.float64}.get(self.dtype)
         if dt is None:
             raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
-        if self.n_iter < 1:
-            raise CrowdDataError("n_iter must be at least 1.")
-        import time
+        if self.n_iter < 0:
+            raise CrowdDataError("n_iter must be 0 or more.")
         t_start = time.perf_counter()
         R, K = data.n_workers, data.n_classes
         op = AnswerOperator(data, dev, dt)
@@ -117,43 +279,60 @@ class DawidSkene(BaseInference):
                 q[gold_idx, gold_val] = 1
             return q
 
-        history: list[float] = []
+        q = clamp(op.soft_mv.clone())
         if self.initial_matrices is not None:
             T0 = np.asarray(self.initial_matrices, dtype=np.float64)
             if T0.shape != (R, K, K):
                 raise CrowdDataError(f"initial_matrices must have shape (R, K, K) = {(R, K, K)}, got {T0.shape}.")
-            T0 = np.clip(T0, _EPS, None)
+            T0 = np.clip(T0, EPS, None)
             T0 = T0 / T0.sum(axis=2, keepdims=True)
             logT = torch.from_numpy(np.log(T0).transpose(0, 2, 1).reshape(R * K, K)).to(dev, dt)
-            log_prior = torch.full((K,), -np.log(K), dtype=dt, device=dev)
-            q, ll = self._e_step(op, logT, log_prior)
-            q = clamp(q)
+            log_pi = torch.full((K,), -math.log(K), dtype=dt, device=dev)
         else:
-            q = clamp(op.soft_mv.clone())
+            counts = confusion_counts(op, q)
+            alpha = self.alpha
+            init_err = getattr(self, "_initial_error", None)
+            if init_err is not None and self.initial_error_strategy is not None:
+                used = op.key_counts.cpu().numpy() > 0
+                table = apply_initial_error(counts.double().cpu().numpy(), init_err, self.initial_error_strategy,
+                                            data, used)
+                counts = torch.from_numpy(table).to(dev, dt)
+                if self.initial_error_strategy == "assign":
+                    alpha = 0.0
+            logT = log_confusion(counts, K, alpha)
+            log_pi = log_prior(q, self.prior_alpha)
+        logTc, shift = center_rows(logT)
+        g = e_step_logits(op, logTc, log_pi)
         _sync(dev)
         t_em = time.perf_counter()
         n_ans = float(data.n_answers)
+        # Crowd-Kit's loss: log prior once per answer (see elbo)
+        extra_w = torch.from_numpy(data.answers_per_item() - 1.0).to(dev, dt)
+        history: list[float] = []
         converged = False
         it = 0
+        loss = -math.inf
         for it in range(1, self.n_iter + 1):
-            logT, log_prior = self._m_step(op, q)
-            q, ll = self._e_step(op, logT, log_prior)
-            q = clamp(q)
-            history.append(ll / n_ans)
+            q = clamp(posteriors(g))
+            log_pi = log_prior(q, self.prior_alpha)
+            logT = log_confusion(confusion_counts(op, q), K, self.alpha)
+            logTc, shift = center_rows(logT)
+            g = e_step_logits(op, logTc, log_pi)
+            new_loss = elbo(q, g, _shift_total(op, shift), log_pi, extra_w) / n_ans
+            history.append(new_loss)
             if self.callback is not None:
-                self.callback(it, history[-1])
-            if len(history) > 1 and abs(history[-1] - history[-2]) < self.tol:
+                self.callback(it, new_loss)
+            if new_loss - loss < self.tol:
                 converged = True
                 break
-        # final M-step so that matrices and prior match the returned posteriors
-        logT, log_prior = self._m_step(op, q)
+            loss = new_loss
         _sync(dev)
         t_done = time.perf_counter()
         T = logT.exp().reshape(R, K, K).transpose(1, 2)  # [r, true j, answer c]
         self.worker_matrices_ = T.double().cpu().numpy()
-        self.prior_ = log_prior.exp().double().cpu().numpy()
-        import pandas as pd
-        self.priors_ = pd.Series(self.prior_, index=list(data.classes), name="prior")
+        self.prior_ = log_pi.exp().double().cpu().numpy()
+        self.priors_ = pd.Series(self.prior_, index=pd.Index(data.classes, name="label"), name="prior")
+        self.loss_history_ = history
         self.loglik_history_ = history
         self.n_iter_ = it
         self.converged_ = converged
@@ -164,25 +343,12 @@ class DawidSkene(BaseInference):
                          "to_host": time.perf_counter() - t_done}
         return out
 
-    def _m_step(self, op: AnswerOperator, q: torch.Tensor):
-        R, K = op.R, op.K
-        counts = op.scatter_sum(q).reshape(R, K, K)  # [r, answer c, true j]
-        counts = counts + self.alpha
-        counts = counts.clamp_min(_EPS)
-        logT = (counts / counts.sum(dim=1, keepdim=True)).log().reshape(R * K, K)
-        pri = q.sum(dim=0) + self.prior_alpha
-        pri = pri.clamp_min(_EPS)
-        log_prior = (pri / pri.sum()).log()
-        return logT, log_prior
 
-    def _e_step(self, op: AnswerOperator, logT: torch.Tensor, log_prior: torch.Tensor):
-        logq = op.gather_sum(logT)
-        logq += log_prior
-        # normalise in place: q = exp(logq - max) / sum; log-likelihood = sum(max + log(sum))
-        m = logq.amax(dim=1, keepdim=True)
-        logq -= m
-        q = logq.exp_()
-        z = q.sum(dim=1, keepdim=True)
-        q /= z
-        ll = float((m + z.log()).sum())
-        return q, ll
+def _order_like(errors: pd.DataFrame, initial_error: pd.DataFrame) -> pd.DataFrame:
+    """``errors_`` with the rows and columns of ``initial_error`` first, in its order."""
+    rows = initial_error.index[initial_error.index.isin(errors.index)]
+    rest = errors.index[~errors.index.isin(rows)]
+    cols = [c for c in initial_error.columns if c in errors.columns]
+    cols += [c for c in errors.columns if c not in cols]
+    out = errors.reindex(rows.append(rest) if len(rest) else rows)
+    return out[cols]

@@ -11,9 +11,10 @@ Each process holds the answers of its own items.  Per EM iteration:
 
 Every rank therefore holds the same worker matrices and prior after every M-step,
 stops at the same iteration, and its items get the posteriors one process would give
-them.  The M-step and E-step formulas are the estimators' own
-(:meth:`DawidSkene._m_step`, :meth:`DawidSkene._e_step`, one-coin's ``_CoinEM``);
-only the sums across ranks are added here.
+them.  The M-step and E-step formulas and the schedule are the estimators' own (the
+pure functions of :mod:`.dawid_skene`: ``log_confusion``, ``log_prior``, ``center_rows``,
+``posteriors``; one-coin's ``coin_log_table``); only the sums across ranks are added here.
+The loop keeps two ``N x K`` arrays (posteriors and the next E-step's logits).
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ import torch
 from ..device import resolve_device
 from ..errors import CrowdDataError
 from ..io.chunked import CompactAnswers
-from .dawid_skene import DawidSkene
+from .dawid_skene import DawidSkene, center_rows, log_confusion, log_prior, posteriors
 from .majority_vote import MajorityVote
-from .one_coin import OneCoinDawidSkene, _CoinEM
+from .one_coin import OneCoinDawidSkene, _coin_matrices, coin_log_table
 
 #: answers per E-step block: bounds the temporaries to a few x 8M x 4 bytes
 BLOCK_ANSWERS = 1 << 23
@@ -114,6 +115,8 @@ class ShardOperator:
         counts_i = np.bincount(item, minlength=self.N) if n else np.zeros(self.N, dtype=np.int64)
         crow = np.zeros(self.N + 1, dtype=np.int64)
         np.cumsum(counts_i, out=crow[1:])
+        #: answers per local item (float, N) and per (worker, answer) row on this rank (R*K)
+        self.answers_per_item = torch.from_numpy(counts_i.astype(np.float64)).to(device, dtype)
         del counts_i
         self.val = torch.ones(n, dtype=dtype, device=device)
         col = torch.from_numpy(key).to(device)
@@ -131,6 +134,7 @@ class ShardOperator:
             i0 = i1
         # At: a counting sort of the answers by key = worker*K + answer, block by block (stable)
         counts_k = np.bincount(key, minlength=RK) if n else np.zeros(RK, dtype=np.int64)
+        self.key_counts = torch.from_numpy(counts_k.astype(np.float64)).to(device)
         crow_k = np.zeros(RK + 1, dtype=np.int64)
         np.cumsum(counts_k, out=crow_k[1:])
         col_at = np.empty(n, dtype=np.int32)
@@ -239,94 +243,98 @@ def fit_sharded(data: CompactAnswers, method, comm: Communicator | None = None,
 def _fit_ds(data: CompactAnswers, est: DawidSkene, comm: Communicator, callback, consume: bool = False) -> ShardResult:
     if est.initial_matrices is not None:
         raise CrowdDataError("initial_matrices is not supported on chunked or distributed answers.")
+    if est.initial_error_strategy is not None:
+        raise CrowdDataError("initial_error is not supported on chunked or distributed answers.")
     dev = resolve_device(est.device)
     if dev.type == "mps":
         dev = torch.device("cpu")
     dt = {"float32": torch.float32, "float64": torch.float64}.get(est.dtype)
     if dt is None:
         raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {est.dtype!r}.")
-    if est.n_iter < 1:
-        raise CrowdDataError("n_iter must be at least 1.")
-    with _Threads(est.num_threads):
-        t0 = time.perf_counter()
-        op = ShardOperator(data, dev, dt, comm, consume=consume)
-        gi, gv = _gold_tensors(data, est.use_gold, dev)
-        q = _clamp(op.soft_mv, gi, gv)
-        op.soft_mv = None
-        t_em = time.perf_counter()
-        n_ans = float(data.total_answers)
-        hist: list[float] = []
-        converged = False
-        it = 0
-        for it in range(1, est.n_iter + 1):
-            logT, log_prior = _ds_m_step(est, op, q, comm)
-            ll = 0.0
-            for blk in op.blocks:
-                qb, llb = est._e_step(blk, logT, log_prior)
-                q[blk.i0:blk.i1] = qb
-                ll += llb
-            _clamp(q, gi, gv)
-            hist.append(comm.sum_float(ll, dev) / n_ans)
-            if callback is not None:
-                callback(it, hist[-1])
-            if len(hist) > 1 and abs(hist[-1] - hist[-2]) < est.tol:
-                converged = True
-                break
-        logT, log_prior = _ds_m_step(est, op, q, comm)
-        t_done = time.perf_counter()
-        R, K = data.n_workers, data.n_classes
-        T = logT.exp().reshape(R, K, K).transpose(1, 2).double().cpu().numpy()
-        proba = q.cpu().numpy()
-    return ShardResult(proba=proba, worker_matrices=T, prior=log_prior.exp().double().cpu().numpy(),
-                       method=est.name, loglik_history=hist, n_iter=it, converged=converged,
-                       timings={"setup": t_em - t0, "em": t_done - t_em}, bytes_reduced=comm.bytes_reduced,
-                       allreduce_calls=comm.calls)
+    K = data.n_classes
 
-
-def _ds_m_step(est: DawidSkene, op: ShardOperator, q: torch.Tensor, comm: Communicator):
-    """The estimator's M-step (its ``scatter_sum`` is already summed over ranks) with the prior summed too."""
-    logT, _ = est._m_step(op, q)
-    pri = comm.sum_(q.sum(dim=0)) + est.prior_alpha
-    pri = pri.clamp_min(1e-12)
-    return logT, (pri / pri.sum()).log()
+    def m_step(op: ShardOperator, q: torch.Tensor) -> torch.Tensor:
+        return log_confusion(op.scatter_sum(q), K, est.alpha)
+    return _fit_em(data, est, comm, callback, consume, dev, dt, m_step, est.num_threads, est.prior_alpha)
 
 
 def _fit_one_coin(data: CompactAnswers, est: OneCoinDawidSkene, comm: Communicator, callback) -> ShardResult:
     dev = resolve_device(est.device)
     dt = torch.float32 if dev.type == "mps" else torch.float64
-    t0 = time.perf_counter()
-    em = _CoinEM(data, dev, dt)
-    gi, gv = _gold_tensors(data, est.use_gold, dev)
-    q = torch.from_numpy(_soft_majority(data)).to(dev, dt)
-    _clamp(q, gi, gv)
+    R, K = data.n_workers, data.n_classes
     n_r = comm.sum_(torch.from_numpy(data.answers_per_worker()).to(dev, dt))
-    t_em = time.perf_counter()
-    hist: list[float] = []
-    it = 0
-    converged = False
+    diag = torch.arange(K, device=dev)
 
-    def m_step(q):
-        correct = comm.sum_(torch.zeros_like(n_r).index_add_(0, em.worker, em.p_correct(q)))
-        acc = (correct + est.alpha) / (n_r + 2 * est.alpha)
-        pri = comm.sum_(q.sum(0)).clamp_min(1e-12)
-        return acc, (pri / pri.sum()).log()
+    def m_step(op: ShardOperator, q: torch.Tensor) -> torch.Tensor:
+        correct = op.scatter_sum(q).reshape(R, K, K)[:, diag, diag].sum(dim=1)
+        skill = (correct + est.alpha) / (n_r + 2 * est.alpha).clamp_min(1e-12)
+        m_step.skill = skill
+        return coin_log_table(skill, K)
+    res = _fit_em(data, est, comm, callback, False, dev, dt, m_step, None, 0.0)
+    res.worker_matrices = np.clip(_coin_matrices(m_step.skill.double().cpu().numpy(), K), 1e-10, 1 - 1e-10)
+    return res
 
-    for it in range(1, est.n_iter + 1):
-        acc, log_prior = m_step(q)
-        q, ll = em.e_step(acc[em.worker], log_prior, gi, gv)
-        hist.append(comm.sum_float(ll, dev) / data.total_answers)
-        if callback is not None:
-            callback(it, hist[-1])
-        if len(hist) > 1 and abs(hist[-1] - hist[-2]) < est.tol:
-            converged = True
-            break
-    acc, log_prior = m_step(q)
-    from .one_coin import _coin_matrices
-    T = _coin_matrices(acc.double().cpu().numpy(), data.n_classes)
-    return ShardResult(proba=q.cpu().numpy(), worker_matrices=T, prior=log_prior.exp().double().cpu().numpy(),
+
+def _fit_em(data: CompactAnswers, est, comm: Communicator, callback, consume: bool, dev: torch.device,
+            dt: torch.dtype, m_step, num_threads: int | None, prior_alpha: float) -> ShardResult:
+    """The estimators' EM schedule (see ``DawidSkene._fit_threads``) on row blocks, sums over the ranks."""
+    if est.n_iter < 0:
+        raise CrowdDataError("n_iter must be 0 or more.")
+    with _Threads(num_threads):
+        t0 = time.perf_counter()
+        op = ShardOperator(data, dev, dt, comm, consume=consume)
+        gi, gv = _gold_tensors(data, est.use_gold, dev)
+        q = _clamp(op.soft_mv, gi, gv)
+        op.soft_mv = None
+        extra_w = op.answers_per_item - 1  # Crowd-Kit's loss counts log pi once per answer
+        op.answers_per_item = None
+
+        def prior_and_logits(q: torch.Tensor, g: torch.Tensor | None):
+            """M-step on ``q``, then the next E-step's logits into ``g``; returns them and this rank's loss."""
+            lp = log_prior(q, prior_alpha, total=comm.sum_(q.sum(dim=0)))
+            lT = m_step(op, q)
+            lTc, shift = center_rows(lT)
+            if g is None:
+                g = torch.empty_like(q)
+            loss = float((op.key_counts * shift.to(torch.float64)).sum())
+            for blk in op.blocks:
+                gb = blk.gather_sum(lTc)
+                gb += lp
+                g[blk.i0:blk.i1] = gb
+                qb = q[blk.i0:blk.i1]
+                loss += float((qb * gb).sum(dtype=torch.float64))
+                loss -= float(torch.special.xlogy(qb, qb).sum(dtype=torch.float64))
+                loss += float(((extra_w[blk.i0:blk.i1] @ qb) * lp).sum(dtype=torch.float64))
+            return lp, lT, g, loss
+
+        log_pi, logT, g, _ = prior_and_logits(q, None)
+        t_em = time.perf_counter()
+        n_ans = float(data.total_answers)
+        hist: list[float] = []
+        converged = False
+        it = 0
+        prev = -float("inf")
+        for it in range(1, est.n_iter + 1):
+            for blk in op.blocks:
+                q[blk.i0:blk.i1] = posteriors(g[blk.i0:blk.i1])
+            _clamp(q, gi, gv)
+            log_pi, logT, g, loss = prior_and_logits(q, g)
+            new = comm.sum_float(loss, dev) / n_ans
+            hist.append(new)
+            if callback is not None:
+                callback(it, new)
+            if new - prev < est.tol:
+                converged = True
+                break
+            prev = new
+        t_done = time.perf_counter()
+        R, K = data.n_workers, data.n_classes
+        T = logT.exp().reshape(R, K, K).transpose(1, 2).double().cpu().numpy()
+        proba = q.cpu().numpy()
+    return ShardResult(proba=proba, worker_matrices=T, prior=log_pi.exp().double().cpu().numpy(),
                        method=est.name, loglik_history=hist, n_iter=it, converged=converged,
-                       timings={"setup": t_em - t0, "em": time.perf_counter() - t_em},
-                       bytes_reduced=comm.bytes_reduced, allreduce_calls=comm.calls)
+                       timings={"setup": t_em - t0, "em": t_done - t_em}, bytes_reduced=comm.bytes_reduced,
+                       allreduce_calls=comm.calls)
 
 
 def _soft_majority(data: CompactAnswers) -> np.ndarray:
