@@ -64,6 +64,13 @@ def scores_cached(key: str, _data: CrowdData, method: str, clamp_gold: bool, run
                                   use_gold=not clamp_gold)
 
 
+@st.cache_resource(max_entries=4, show_spinner="Training an out-of-fold classifier on the item features…")
+def oof_cached(key: str, _data: CrowdData, method: str, clamp_gold: bool) -> np.ndarray:
+    """Out-of-fold classifier probabilities on the item features (CROWDLAB's second opinion)."""
+    lab = labels_cached(key, _data, method, clamp_gold)
+    return quality.oof_classifier_proba(_data.features, lab.proba)
+
+
 def item_table(key: str, data: CrowdData, method: str, clamp_gold: bool, run_id: str | None = None,
                run: quality.RunView | None = None, content: pd.Series | None = None) -> pd.DataFrame:
     """:func:`kdcrowd_core.quality.item_quality` with the item content (when known) as a ``content`` column."""

@@ -24,6 +24,9 @@ def add_quality_parsers(sub) -> None:
         p.add_argument("--run", metavar="RUN_DIR",
                        help="a training run folder (kdcrowd train --out DIR): adds the model's labels and uses its "
                             "probabilities as a second opinion")
+        p.add_argument("--features", metavar="F",
+                       help="item features: a classifier trained out of fold on them (each item predicted by a "
+                            "model that never saw its answers) is a second opinion on every item (CROWDLAB)")
         p.add_argument("--method", default=None, help=f"truth inference: one of {methods} (default {DEFAULT_METHOD})")
         p.add_argument("--gold", metavar="G", help="gold labels (item, label): adds gold, consensus_correct and "
                                                    "fixed/broke columns; calibrates the quality score")
@@ -85,15 +88,19 @@ def load_result(run_dir: str | Path):
 
 def _prepare(args):
     from .cli import _fit_method, _load
-    from .quality import run_predictions
+    from .quality import RunView, oof_classifier_proba, run_predictions
     if args.run:
         find_result_dir(args.run)          # a wrong folder fails before the answers are read
-    data = _load(args.answers, args, gold=args.gold)
+    data = _load(args.answers, args, gold=args.gold, features=getattr(args, "features", None))
     method, _ = _fit_method(data, args.method, args.quiet, args.device, clamp_gold=args.clamp_gold)
     run = None
     if args.run:
         result = load_result(args.run)
         run = run_predictions(result, data)
+    if data.features is not None:
+        run = run or RunView()
+        run.model_proba = oof_classifier_proba(data.features, method.proba_array_)
+        run.model_source = "out-of-fold classifier on --features"
     return data, method, run
 
 

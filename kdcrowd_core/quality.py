@@ -52,7 +52,7 @@ from .errors import CrowdDataError
 __all__ = [
     "CrowdPosterior", "crowd_posterior", "item_quality", "relabel_next", "relabel_task_list",
     "worker_report", "WorkerThresholds", "block_list", "bonus_list", "accuracy_interval",
-    "beta_interval", "run_predictions", "labels_table", "gold_accuracy", "quality_scores", "QualityScores", "QUALITY_REASONS",
+    "beta_interval", "run_predictions", "oof_classifier_proba", "labels_table", "gold_accuracy", "quality_scores", "QualityScores", "QUALITY_REASONS",
 ]
 
 #: Reasons :func:`item_quality` gives, in the order they are listed.
@@ -324,6 +324,50 @@ def run_predictions(result, data: CrowdData) -> RunView:
     view.teacher, view.student, view.stage2 = align(pr.get("teacher")), align(pr.get("student")), \
         align(pr.get("stage2"))
     return view
+
+
+# ------------------------------------------------------- out-of-fold classifier
+def oof_classifier_proba(features: np.ndarray, soft_labels: np.ndarray, *, folds: int = 5, epochs: int = 200,
+                         hidden: int = 0, weight_decay: float = 1e-3, seed: int = 0) -> np.ndarray:
+    """Out-of-fold class probabilities (N, K) of a classifier trained on the items' features and soft labels.
+
+    CROWDLAB's second opinion: every item's probabilities come from a model trained on the *other* folds
+    only, so the item's own answers never reach its own prediction.  The model is a softmax regression
+    (``hidden > 0``: one hidden layer) on standardised features, fitted full-batch with Adam on the soft
+    labels' cross-entropy; seeded, CPU.
+    """
+    import torch
+    X = np.asarray(features, dtype=np.float32)
+    q = np.asarray(soft_labels, dtype=np.float32)
+    N, K = q.shape
+    if X.ndim != 2 or X.shape[0] != N:
+        raise CrowdDataError(f"features must have one row per item ({N}), got shape {X.shape}.")
+    if not np.all(np.isfinite(X)):
+        raise CrowdDataError("features contain NaN or infinite values.")
+    folds = max(2, min(int(folds), N))
+    g = torch.Generator().manual_seed(int(seed))
+    fold_of = torch.randperm(N, generator=g).numpy() % folds
+    out = np.zeros((N, K))
+    Xt_all = torch.from_numpy(X)
+    qt_all = torch.from_numpy(q)
+    for f in range(folds):
+        tr, ho = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+        mu, sd = Xt_all[tr].mean(0), Xt_all[tr].std(0).clamp_min(1e-6)
+        Xtr, Xho = (Xt_all[tr] - mu) / sd, (Xt_all[ho] - mu) / sd
+        torch.manual_seed(int(seed) * 1009 + f)
+        d = X.shape[1]
+        model = torch.nn.Linear(d, K) if hidden <= 0 else torch.nn.Sequential(
+            torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, K))
+        opt = torch.optim.Adam(model.parameters(), lr=0.05 if hidden <= 0 else 0.01, weight_decay=weight_decay)
+        y = qt_all[tr]
+        for _ in range(int(epochs)):
+            opt.zero_grad()
+            loss = -(y * torch.log_softmax(model(Xtr), 1)).sum(1).mean()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            out[ho] = torch.softmax(model(Xho), 1).double().numpy()
+    return out
 
 
 # --------------------------------------------------------------- item quality

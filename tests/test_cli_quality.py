@@ -152,3 +152,27 @@ def test_predict_from_a_trained_run(capsys, simdir, tmp_path):
     assert code == 2 and "8 columns but the run" in err and "trained on 6" in err and "--features" in err
     code, _, err = run(capsys, "predict", tmp_path / "nope", "--features", sim / "features.csv", "-o", out)
     assert code == 2 and "does not exist" in err
+
+
+def test_items_with_features_uses_an_out_of_fold_classifier(capsys, simdir, tmp_path):
+    out = tmp_path / "items.csv"
+    code, text, err = run(capsys, "items", simdir / "answers.csv", "--features", simdir / "features.csv",
+                          "--no-class-probas", "-o", out)
+    assert code == 0, err
+    assert "out-of-fold classifier on --features" in text
+    t = pd.read_csv(out)
+    assert {"model_label", "model_confidence", "model_prob_consensus"} <= set(t.columns)
+    assert (t["model_label"] == t["consensus"]).mean() > 0.5          # the features carry the classes
+
+
+def test_oof_classifier_never_sees_the_item():
+    """Labels that are pure noise given the features: out-of-fold predictions can't reproduce them."""
+    from kdcrowd_core.quality import oof_classifier_proba
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 30)).astype(np.float32)
+    noise = np.eye(2)[rng.integers(0, 2, 200)]
+    P = oof_classifier_proba(X, noise, epochs=300)
+    assert P.shape == (200, 2) and np.allclose(P.sum(1), 1)
+    assert (P.argmax(1) == noise.argmax(1)).mean() < 0.65              # in-sample fitting would reach ~1.0
+    y = (X[:, 0] > 0).astype(int)                                     # a learnable rule is learnt
+    assert (oof_classifier_proba(X, np.eye(2)[y]).argmax(1) == y).mean() > 0.85

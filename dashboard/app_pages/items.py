@@ -31,11 +31,22 @@ if use_run and run_id is not None:
         except Exception as exc:  # noqa: BLE001 - a run of other data: say so, carry on without it
             st.warning(f"The run can't be used with these answers: {text.md(exc)}")
             run_view = None
+use_features = st.toggle("Second opinion from the item features (out-of-fold classifier)",
+                         value=c.features is not None, disabled=c.features is None, key="items_use_features",
+                         help="A classifier trained on the features of the other items predicts each item: a model "
+                              "that never saw the item's answers (CROWDLAB). Same as `kdcrowd items --features`.")
+view_key = run_id if run_view is not None else None
+if use_features and c.features is not None:
+    run_view = run_view or quality.RunView()
+    run_view.model_proba = qv.oof_cached(ds.key, c, method, bool(clamp))
+    run_view.model_source = "out-of-fold classifier on the item features"
+    view_key = f"{view_key}|oof"
 if run_view is not None:
-    m3.caption(f"Run `{run_id}`; second opinion: {run_view.model_source}.")
+    m3.caption(f"Second opinion: {text.md(run_view.model_source)}"
+               + (f" (run {text.code(run_id)})" if view_key and not view_key.startswith("None") else "") + ".")
 
 content = qv.item_content(ds)
-table = qv.item_table(ds.key, c, method, bool(clamp), run_id if run_view is not None else None, run_view, content)
+table = qv.item_table(ds.key, c, method, bool(clamp), view_key, run_view, content)
 st.caption(f"Quality calibrated on {table.attrs.get('calibration', '')}."
            + ("" if content is not None else " Upload item content on the Data page to see the items here."))
 
@@ -68,8 +79,7 @@ n_free = int((~c.gold_mask).sum()) if c.has_gold else c.n_items
 budget = st.number_input("How many items to relabel", min_value=1, max_value=max(1, n_free),
                          value=min(50, max(1, n_free)), step=10, key="relabel_budget")
 try:
-    nxt = qv.relabel_table(ds.key, c, method, bool(clamp), int(budget),
-                           run_id if run_view is not None else None, run_view)
+    nxt = qv.relabel_table(ds.key, c, method, bool(clamp), int(budget), view_key, run_view)
 except Exception as exc:  # noqa: BLE001
     st.error(text.md(exc))
     st.stop()
