@@ -134,6 +134,35 @@ def finding_wrong(name: str, data: CrowdData, truth: np.ndarray, seed: int = 0) 
             "ECE gold-calibrated (held-out half)": ece(sc_g.quality[other], right_other)}
 
 
+def with_features(name: str, data: CrowdData, truth: np.ndarray, X: np.ndarray) -> dict:
+    """AUROC of the quality score with and without the out-of-fold classifier on the item features."""
+    q0 = fit_default(data)
+    wrong = q0.argmax(1) != truth
+    P = quality.oof_classifier_proba(X, q0)
+    sc = quality.quality_scores(data, q0, P)
+    sc0 = quality.quality_scores(data, q0)
+    return {"crowd": name, "out-of-fold classifier accuracy": float((P.argmax(1) == truth).mean()),
+            "AUROC quality (answers only)": auroc(-sc0.quality, wrong),
+            "AUROC quality (+ features)": auroc(-sc.quality, wrong), "AUROC DS confidence": auroc(-q0.max(1), wrong),
+            "model weight chosen": sc.posterior.weight}
+
+
+def feature_crowds(real: dict) -> dict[str, tuple[CrowdData, np.ndarray, np.ndarray]]:
+    d = datasets_dir()
+    out = {}
+    s = simulate_crowd(n_items=2000, n_classes=5, n_workers=50, answers_per_item=(1, 5), instance_noise=0.3,
+                       n_features=16, gold_fraction=0.0, seed=7)
+    out["sim A (16 features)"] = (s.data, s.truth, s.data.features)
+    if "LabelMe" in real:
+        out["LabelMe (VGG16, 512-d)"] = (*real["LabelMe"], np.load(d / "labelme" / "LabelMe_VGG_avg_train.npy"))
+    if "Music" in real:
+        mu, t = real["Music"]
+        g = pd.read_csv(d / "music_genre" / "music_genre_gold.csv").set_index("id")
+        X = g.reindex(mu.item_ids)[[c for c in g.columns if c.startswith("feature")]].to_numpy(np.float32)
+        out["Music (124 audio features)"] = (mu, t, X)
+    return out
+
+
 # ------------------------------------------------------------------ relabel
 def choose(strategy: str, data: CrowdData, q0: np.ndarray, budget: int, eligible: np.ndarray,
            rng: np.random.Generator) -> np.ndarray:
@@ -247,6 +276,9 @@ def main(argv=None) -> int:
     find = pd.DataFrame(find)
     print(find.round(3).to_string(index=False))
 
+    feats = pd.DataFrame([with_features(n, *v) for n, v in feature_crowds(real).items()])
+    print(feats.round(3).to_string(index=False))
+
     rel = []
     for name, kw in sims.items():
         rel += sim_relabel(name, kw, repeats, strategies)
@@ -267,6 +299,10 @@ def main(argv=None) -> int:
              "AUROC of each score for wrong vs right consensus labels (higher is better); calibration of the "
              "quality score (ECE: expected calibration error over 10 bins, lower is better).", "",
              to_markdown(find, 3), "",
+             "## With item features: an out-of-fold classifier as second opinion (CROWDLAB)", "",
+             "`kdcrowd items --features F`: a softmax regression trained on the other folds' items predicts each "
+             "item; its weight next to the answers is chosen on held-out answers.", "",
+             to_markdown(feats, 3), "",
              "## Relabel next: accuracy gained per extra answer", "",
              "Budget = 10 % of the eligible items, one extra answer each; `gain per answer` = items turned "
              f"right per extra answer (mean over {repeats} repeats, `sd` across repeats).", "",
