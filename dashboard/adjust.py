@@ -134,7 +134,7 @@ def panel(ds: state.Dataset, failed: dict | None) -> None:
         if pv.rows is not None:
             st.caption(f"The first rows of {text.md(name)}, as written in the file:")
             st.dataframe(pv.rows, hide_index=True, height=min(320, 38 + 35 * len(pv.rows)), key=f"adj_rows_{token}")
-        if pv.problem is not None:
+        if pv.problem is not None and target != "failed":   # a failed upload's message is shown above
             st.warning(text.md(pv.message("dashboard")), icon=":material/help:")
         elif pv.roles:
             st.caption("Read as: layout " + text.md(pv.format) + "; "
@@ -150,7 +150,7 @@ def panel(ds: state.Dataset, failed: dict | None) -> None:
             choices = [DETECT] + cols + ([str(current)] if current is not None and str(current) not in cols else [])
             col.selectbox(label, choices, index=choices.index(str(current)) if current is not None else 0,
                           key=k[field], on_change=_apply, args=args)
-        d = st.columns([2, 1.3, 1, 1, 1], vertical_alignment="bottom")
+        d = st.columns(4)
         presets = list(ID_TRANSFORM_PRESETS)
         now = id_transform_name(o.id_transform)
         d[0].selectbox("Item id transform", presets, index=presets.index(now) if now in presets else 0,
@@ -160,7 +160,7 @@ def panel(ds: state.Dataset, failed: dict | None) -> None:
         d[1].selectbox("Repeated answers", list(DUPLICATES), index=list(DUPLICATES).index(o.duplicates),
                        key=k["duplicates"], on_change=_apply, args=args,
                        help="A worker's repeated answers to one item: all count, or keep the last / first one.")
-        for (field, label), col in zip(LABEL_BOXES, d[2:]):
+        for (field, label), col in zip(LABEL_BOXES, st.columns(3)):
             col.checkbox(label, value=bool(getattr(o, field)), key=k[field], on_change=_apply, args=args)
         m1, m2 = st.columns([3, 2])
         m1.text_input("Class names for label codes", value=label_map_text(o.label_map), key=k["label_map"],
