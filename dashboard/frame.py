@@ -24,6 +24,9 @@ def sidebar() -> None:
                    + (f" · gold for {int(c.gold_mask.sum()):,}" if c.has_gold else "")
                    + (f" · {c.features.shape[1]} features" if c.features is not None else "")
                    + (f" · test split {len(ds.test_ids):,}" if ds.has_test else ""))
+        job = state.featurize_job(ds) if ds.id else None
+        if job is not None and (job.is_active or not job.applied):
+            _featurize_status(ds.id)
         if training.active_job() is not None:
             _run_status()
 
@@ -36,3 +39,29 @@ def _run_status() -> None:
     snap = job.snapshot()
     st.markdown(f"**Training run** {text.code(snap['run_id'])}: {snap['status']}")
     st.progress(min(max(snap["progress"], 0.0), 1.0), text=text.md(snap["message"]) if snap["message"] else None)
+
+
+@st.fragment(run_every=1.0)
+def _featurize_status(dataset_id: str) -> None:
+    """Progress of building features from the item content; adds them to the dataset when done."""
+    ds = state.current()
+    job = state.featurize_job(ds)
+    if job is None or ds.id != dataset_id:
+        return
+    snap = job.snapshot()
+    what = "texts" if snap["kind"] == "texts" else "pictures"
+    if job.is_active:
+        count = f"{snap['done']:,} of {snap['total']:,} {what}" if snap["total"] else f"reading the {what}"
+        st.markdown("**Building features** from " + text.md(snap["name"]))
+        st.progress(snap["fraction"], text=text.md(f"{count} · {training.fmt_seconds(snap['elapsed'])}"))
+        st.button("Cancel", key="featurize_cancel", on_click=job.cancel.set, icon=":material/stop:")
+    elif snap["status"] == "done" and not job.applied:
+        state.add_built_features(st.session_state, job)
+        st.rerun(scope="app")
+    elif snap["status"] == "failed" and not job.applied:
+        job.applied = True
+        st.session_state[state.UPLOAD_ERROR] = f"Could not build features from {snap['name']}: {snap['error']}"
+        st.rerun(scope="app")
+    elif snap["status"] == "cancelled" and not job.applied:
+        job.applied = True
+        st.rerun(scope="app")

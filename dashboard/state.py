@@ -50,15 +50,18 @@ KINDS: dict[str, str] = {
     "valid_gold": "Validation split: gold labels (optional)",
     "test_features": "Test split: features (optional)",
     "test_gold": "Test split: gold labels (optional)",
+    "content": "Item content (optional)",
 }
 SAMPLE_FILES = {"answers": "answers.csv", "features": "features.csv", "gold": "gold.csv",
                 "test_features": "test_features.csv", "test_gold": "test_gold.csv"}
 
 #: The order files are applied in when a stored dataset is reopened.
-APPLY_ORDER = ("answers", "features", "gold", "valid_features", "valid_gold", "test_features", "test_gold")
+APPLY_ORDER = ("answers", "features", "gold", "valid_features", "valid_gold", "test_features", "test_gold",
+               "content")
 #: Split-part kinds and the Dataset field each fills.
 OPTIONAL_FIELDS = {"features": "features", "gold": "gold", "valid_features": "valid_features",
-                   "valid_gold": "valid_gold", "test_features": "test_features", "test_gold": "test_gold"}
+                   "valid_gold": "valid_gold", "test_features": "test_features", "test_gold": "test_gold",
+                   "content": "content"}
 
 # session-state keys
 DATASET = "kdc_dataset"
@@ -108,6 +111,8 @@ class Dataset:
     file_reports: dict[str, ReadReport] = field(default_factory=dict)
     valid_features: tuple[np.ndarray, pd.Index, list[str] | None] | None = None
     valid_gold: pd.Series | None = None
+    #: the items' texts or pictures (kdcrowd_core.featurize.ItemContent), shown next to item ids
+    content: Any = None
     #: the dataset's id in the store (``""`` until stored); the page URL carries it
     id: str = ""
     #: how every file of the dataset is read: a ReadOptions as a dict (only non-default fields), stored with it
@@ -173,6 +178,11 @@ def parse_file(kind: str, payload: bytes, name: str, options: dict | None = None
         return kio.read_answers(src, name=name, options=opts)
     if kind in ("gold", "valid_gold", "test_gold"):
         return kio.read_gold(src, name=name, options=opts)
+    if kind == "content":
+        from kdcrowd_core.featurize import ItemContent
+        if name.lower().endswith(".zip"):
+            return ItemContent.from_images(payload, name=name)
+        return ItemContent.from_texts(payload, name=name)
     return kio.read_features(src, name=name, options=opts)   # (X float32, ids, names) with .report
 
 
@@ -270,6 +280,17 @@ def assemble(ds: Dataset) -> Dataset:
                                      hint="check that the item ids of both validation files are the same.")
     elif ds.valid_features is not None:
         notes.append("validation features are loaded; upload the validation gold labels to use them.")
+    if ds.content is not None:
+        src = ds.sources.get("content")
+        have = set(content_for(ds))
+        n_with = int(sum(str(i) in have for i in crowd.item_ids))
+        if n_with == 0:
+            raise CrowdDataError(f"none of the {len(have)} items in the item content is an annotated item.",
+                                 path=src.name if src else None,
+                                 hint="check that the item content uses the annotations' item ids (see the id "
+                                      "check below), or pick another 'Item id transform'.")
+        if n_with < crowd.n_items:
+            notes.append(f"item content covers {n_with:,} of the {crowd.n_items:,} annotated items.")
     if ds.test_gold is not None:
         if ds.test_features is None:
             notes.append("test gold is loaded; upload the test features to evaluate on it.")
@@ -447,7 +468,8 @@ def id_problems(ds: Dataset) -> list[tuple[str, Any]]:
     id transform would fix (the Data page offers the fix)."""
     out = []
     parts = {"features": ds.features[1] if ds.features is not None else None,
-             "gold": ds.gold.dropna().index if ds.gold is not None else None}
+             "gold": ds.gold.dropna().index if ds.gold is not None else None,
+             "content": content_ids(ds) if ds.content is not None else None}
     for kind, ids in parts.items():
         if ids is None:
             continue
@@ -458,16 +480,39 @@ def id_problems(ds: Dataset) -> list[tuple[str, Any]]:
     return out
 
 
+def content_ids(ds: Dataset) -> list:
+    """The item content's ids with the dataset's item id transform applied (as the answers' ids are)."""
+    from kdcrowd_core.io.options import transform_id
+    steps = ReadOptions.from_dict(ds.options).id_transform
+    return [transform_id(str(i), steps) for i in ds.content.ids]
+
+
+def content_for(ds: Dataset) -> dict[str, str]:
+    """Answered item id (as text) -> the content's own id, for the items that have content."""
+    if ds.content is None:
+        return {}
+    from kdcrowd_core.io.options import transform_id
+    steps = ReadOptions.from_dict(ds.options).id_transform
+    out = {}
+    for raw in ds.content.ids:
+        out.setdefault(str(transform_id(str(raw), steps)), raw)
+    return out
+
+
 def _diagnose_failed(state: MutableMapping, old: Dataset | None, kind: str, payload: bytes, name: str,
                      options: dict | None) -> None:
     """After a features / gold upload failed: when its ids don't line up, keep io's diagnosis for the page."""
-    if old is None or kind not in ("features", "gold") or not payload:
+    if old is None or kind not in ("features", "gold", "content") or not payload:
         return
     try:
         parsed = parse_file(kind, payload, name, options if options is not None else old.options)
         ids = _ids_of(kind, parsed)
         if ids is None:
             return
+        if kind == "content":
+            from kdcrowd_core.io.options import transform_id
+            steps = ReadOptions.from_dict(options if options is not None else old.options).id_transform
+            ids = [transform_id(str(i), steps) for i in ids]
         d = diagnose(old, kind, ids, name)
     except Exception:  # noqa: BLE001 - the diagnosis is a help; the upload's own error is already shown
         return
@@ -699,3 +744,39 @@ def _agreement_cached(key: str, _crowd: CrowdData, top: int) -> dict:
 def agreement(ds: Dataset, top: int = 20) -> dict:
     """Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa (top workers), pair co-occurrence."""
     return _agreement_cached(ds.key, ds.crowd, top)
+
+
+# ------------------------------------------------------------ item content -> features
+@st.cache_resource(show_spinner=False)
+def _featurize_registry() -> tuple[dict, threading.Lock]:
+    return {}, threading.Lock()
+
+
+def featurize_job(ds: Dataset):
+    """The featurizing job of dataset ``ds`` in this server (running or finished), or None."""
+    reg, lock = _featurize_registry()
+    with lock:
+        return reg.get(ds.id)
+
+
+def start_featurizing(ds: Dataset):
+    """Build features from the dataset's item content in a background thread (see dashboard/featurizing.py)."""
+    from . import featurizing
+    reg, lock = _featurize_registry()
+    return featurizing.start(reg, lock, dataset_id=ds.id, payload=read_source(ds, "content"),
+                             name=ds.sources["content"].name, data_dir=str(data_home()))
+
+
+def add_built_features(state: MutableMapping, job) -> bool:
+    """Add a finished job's features to the session's dataset (once), like an uploaded features file."""
+    ds = state.get(DATASET)
+    if job.applied or job.status != "done" or ds is None or ds.id != job.dataset_id:
+        return False
+    job.applied = True
+    stem = Path(job.content_name).stem or "item content"
+    ok = ingest(state, "features", job.features_csv(), f"features from {stem}.csv")
+    if ok:
+        model = "MiniLM" if job.content_kind == "texts" else "EfficientNet-Lite0"
+        state[UPLOAD_NOTICE] = (f"Built {job.result.X.shape[1]} features ({model}) for {len(job.result.ids):,} "
+                                f"items from {job.content_name}: Train can use them now.")
+    return ok

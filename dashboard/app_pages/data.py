@@ -43,8 +43,24 @@ def _clear_box(kind: str) -> None:
 def _on_upload(kind: str) -> None:
     f = st.session_state.get(_key(kind))
     if f is not None:
-        state.ingest(st.session_state, kind, f.getvalue(), f.name)
+        ok = state.ingest(st.session_state, kind, f.getvalue(), f.name)
+        if ok and kind == "content":
+            _build_features()
     _clear_box(kind)   # applied: listed under the box; refused: the error says why; either way the box empties
+
+
+def _build_features() -> None:
+    """Item content given: build features from it (when the dataset has none of its own yet)."""
+    new = st.session_state[state.DATASET]
+    if new.crowd.features is None or new.sources.get("features", None) is None \
+            or new.sources["features"].name.startswith("features from "):
+        state.start_featurizing(new)
+
+
+def _content_from_answers() -> None:
+    ds_ = st.session_state[state.DATASET]
+    if state.ingest(st.session_state, "content", state.read_source(ds_, "answers"), ds_.sources["answers"].name):
+        _build_features()
 
 
 def _use_sample() -> None:
@@ -126,6 +142,11 @@ with st.expander(f"All datasets ({len(records)})"):
                  hide_index=True, key="datasets_table")
 
 # ----------------------------------------------------------------- uploads
+CONTENT_HELP = ("The texts or pictures the crowd labelled: a table with an item id column and a text column "
+                "(CSV/TSV/Parquet/JSONL; a table like text, annotator, label uses each text as its item id), or a "
+                ".zip of images named by item id. Features are built from it (texts: all-MiniLM-L6-v2, 384 "
+                "numbers; images: EfficientNet-Lite0, 1280 numbers), so Train works without a features file; the "
+                "pages show the text or a thumbnail next to item ids.")
 with st.container(border=True):
     left, right = st.columns([3, 2])
     with left:
@@ -147,6 +168,26 @@ with st.container(border=True):
                 st.file_uploader(state.KINDS[kind], key=_key(kind), on_change=_on_upload, args=(kind,),
                                  help=HELP.get(kind))
                 _in_use(kind)
+    with st.expander("Item content: the texts or pictures of the items (optional)",
+                     expanded="content" in ds.sources or ds.crowd.features is None):
+        i1, i2 = st.columns([3, 2])
+        with i1:
+            st.file_uploader(state.KINDS["content"], key=_key("content"), on_change=_on_upload, args=("content",),
+                             type=["csv", "tsv", "txt", "parquet", "jsonl", "json", "zip", "gz"], help=CONTENT_HELP)
+            _in_use("content")
+        with i2:
+            st.write("")
+            if "answers" in ds.sources and ds.id:
+                st.button("Take the texts from the annotations file", key="content_from_answers",
+                          on_click=_content_from_answers, icon=":material/article:",
+                          help="For annotations whose item column holds the texts themselves (e.g. text, "
+                               "annotator, sentiment).")
+            if "content" in ds.sources:
+                job = state.featurize_job(ds)
+                busy = job is not None and job.is_active
+                st.button("Build features from the item content", key="content_build", disabled=busy,
+                          on_click=state.start_featurizing, args=(ds,), icon=":material/memory:",
+                          help="Replaces the dataset's features with embeddings of the texts or pictures.")
 
 if st.session_state.get(state.UPLOAD_ERROR):
     st.error(text.md(st.session_state[state.UPLOAD_ERROR]), icon=":material/error:")

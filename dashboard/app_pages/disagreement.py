@@ -1,10 +1,11 @@
 """Disagreement: where the crowd disagrees, which answers get mixed up, and how much workers agree overall."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import analysis as an
-from dashboard import charts, class_paging, state
+from dashboard import charts, class_paging, items_view, state
 
 st.title("Disagreement")
 ds = state.current()
@@ -36,6 +37,12 @@ st.caption("Rows: the items with the highest vote entropy; columns: the workers 
            "Colour = the answer, × = the answer differs from the consensus (Dawid-Skene) label; grey = no answer.")
 st.plotly_chart(charts.contested_items_heatmap(block["answers"], block["item_ids"], block["worker_ids"],
                                                c.classes, block["consensus"]), key="contested")
+if ds.content is not None:   # what those items are: their text or picture
+    contested_view = pd.DataFrame({"item": [str(i) for i in block["item_ids"]],
+                                   "consensus": [str(x) for x in c.classes.take(block["consensus"])]})
+    contested_view, content_cfg = items_view.with_content(contested_view, ds, item_column="item")
+    st.dataframe(contested_view, hide_index=True, height=min(400, 40 + 35 * len(contested_view)),
+                 key="contested_items", column_config=content_cfg)
 
 col1, col2 = st.columns(2)
 with col1:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import quality_charts as qc
 from dashboard import quality_view as qv
-from dashboard import state, text, training
+from dashboard import items_view, state, text, training
 from kdcrowd_core import quality
 
 st.title("Item quality")
@@ -48,7 +48,8 @@ if run_view is not None:
 content = qv.item_content(ds)
 table = qv.item_table(ds.key, c, method, bool(clamp), view_key, run_view, content)
 st.caption(f"Quality calibrated on {table.attrs.get('calibration', '')}."
-           + ("" if content is not None else " Upload item content on the Data page to see the items here."))
+           + ("" if content is not None or ds.content is not None
+              else " Upload item content on the Data page to see the items here."))
 
 f1, f2 = st.columns([3, 2])
 reasons = f1.multiselect("Only items with the reason", list(quality.QUALITY_REASONS), key="items_reason")
@@ -61,7 +62,8 @@ cfg = {"quality": st.column_config.ProgressColumn("quality", min_value=0.0, max_
        "agreement": st.column_config.NumberColumn("agreement", format="%.2f"),
        "method_confidence": st.column_config.NumberColumn("method conf.", format="%.2f")}
 shown = [col for col in view.columns if not col.startswith(("prob_", "model_prob_"))]
-st.dataframe(view[shown].head(1000), height=420, key="items_table", column_config=cfg)
+shown_view, content_cfg = items_view.with_content(view[shown].head(1000), ds)   # text or picture of the item
+st.dataframe(shown_view, height=420, key="items_table", column_config={**cfg, **content_cfg})
 st.download_button("Download every item's quality (CSV)", qv.csv_bytes(table, index=True),
                    file_name="item_quality.csv", mime="text/csv", icon=":material/download:", on_click="ignore",
                    key="items_download", help="All items and columns, whatever the filters above.")

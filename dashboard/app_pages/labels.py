@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import quality_charts as qc
 from dashboard import quality_view as qv
-from dashboard import state, text
+from dashboard import items_view, state, text
 from kdcrowd_core import quality
 
 st.title("Labels")
@@ -58,8 +58,10 @@ else:
 st.plotly_chart(qc.confidence_distribution(bins, title=title), key="labels_conf")
 
 table = quality.labels_table(c, lab.proba)
-st.dataframe(table.head(500), hide_index=True, height=300, key="labels_table", column_config={
-    "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.2f")})
+shown_labels, content_cfg = items_view.with_content(table.head(500), ds, item_column="item")
+st.dataframe(shown_labels, hide_index=True, height=300, key="labels_table", column_config={
+    "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.2f"),
+    **content_cfg})
 st.caption(f"First {min(500, len(table)):,} of {len(table):,} items shown; the download has them all: "
            "item, label, confidence, then one probability column per class.")
 st.download_button("Download the labels (CSV)", qv.csv_bytes(table), file_name=f"labels_{lab.method}.csv",

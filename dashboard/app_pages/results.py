@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import before_after, charts, class_paging, compare, quality_charts, state, text, training
+from dashboard import before_after, charts, class_paging, compare, items_view, quality_charts, state, text, training
 from dashboard import quality_view as qv
 from kdcrowd_core.io.csv_guard import csv_bytes
 
@@ -154,10 +154,11 @@ with f2:
                    f"{(known['student'] == known['gold']).mean():.0%}.")
     first = [c for c in ("gold", "teacher", "student", "stage2") if c in view.columns]
     view = view[first + [c for c in view.columns if c not in first]]
+    view, content_cfg = items_view.with_content(view, ds)   # the item's text or picture, when given
     st.dataframe(view, height=380, key="diff_table", column_config={
         "teacher_confidence": st.column_config.ProgressColumn("teacher conf.", min_value=0, max_value=1, format="%.2f"),
         "student_confidence": st.column_config.ProgressColumn("student conf.", min_value=0, max_value=1, format="%.2f"),
-    })
+        **content_cfg})
 
 # ------------------------------------------------------- worker matrices
 st.subheader("How the worker matrices changed after stage 2")
