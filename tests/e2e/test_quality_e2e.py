@@ -30,8 +30,8 @@ from test_dashboard_e2e import (  # noqa: E402
 
 
 def _download(page, button: str) -> pd.DataFrame:
-    with page.expect_download(timeout=60_000) as dl:
-        page.get_by_role("button", name=button).first.click()
+    with page.expect_download(timeout=180_000) as dl:
+        page.get_by_role("button", name=button).first.click(timeout=180_000)
     return pd.read_csv(io.BytesIO(Path(dl.value.path()).read_bytes()), keep_default_na=False)
 
 
