@@ -206,7 +206,8 @@ def _dispatch_checked(table: Table, fmt: str, rep: ReadReport, *, item, worker, 
 def _looks_wide(table: Table, item) -> bool:
     """A few unnamed columns whose value sets are disjoint are a long file's worker and label, not workers."""
     df = table.df
-    cols = [c for c in df.columns if c != _pick_wide_item(table, item)]
+    item_col = _pick_wide_item(table, item)  # once: it looks at every column
+    cols = [c for c in df.columns if c != item_col]
     if len(cols) > 6:
         return True
     sets = []
