@@ -1,8 +1,10 @@
 """Answer columns -> CrowdData, vectorised.
 
-Same rules as :meth:`CrowdData.from_frame` (strip text, empty = missing,
-integer-looking labels become ints, duplicates keep the last answer), but
-every column is factorised once and the cleaning runs on the *unique* values,
+Ids and labels are cleaned as the :class:`~kdcrowd_core.io.options.ReadOptions`
+say (:mod:`kdcrowd_core.io.normalise`: empty = missing, distinct raw labels
+stay distinct unless an option merges them; repeated answers all count unless
+``duplicates`` says otherwise); every column is factorised once and the cleaning
+runs on the *unique* values,
 so a million answers take a fraction of a second, and skipped rows are
 reported with their real file line numbers.
 """
