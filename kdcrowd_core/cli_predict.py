@@ -30,6 +30,8 @@ def add_predict_parser(sub) -> None:
                    help="for .npy features: a text file with the item id of each row, one per line")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default cpu)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    from .cli import add_csv_guard_flag
+    add_csv_guard_flag(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -91,7 +93,8 @@ def cmd_predict(args) -> int:
                              path=path, hint=f"give {flag} of the kind the run was trained on (the same feature "
                                              "columns, or the same embedding), or the run trained on these.")
     out = predict_table(trainer, X, ids, args.model)
-    write_csv(out, args.output)
+    from .cli import csv_guard_on
+    write_csv(out, args.output, guard=csv_guard_on(args))
     if not args.quiet:
         print(f"{out['model'].iloc[0] if len(out) else args.model}: {len(out)} items -> {args.output}")
     return 0

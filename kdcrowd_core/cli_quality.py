@@ -15,7 +15,7 @@ from .errors import CrowdDataError
 
 
 def add_quality_parsers(sub) -> None:
-    from .cli import _add_read_options
+    from .cli import _add_read_options, add_csv_guard_flag
     from .inference import DEFAULT_METHOD, available_methods
     methods = ", ".join(available_methods())
 
@@ -41,6 +41,7 @@ def add_quality_parsers(sub) -> None:
     common(i)
     i.add_argument("--no-class-probas", action="store_true", help="leave out the prob_<class> columns")
     i.add_argument("-o", "--output", required=True, metavar="ITEMS.csv")
+    add_csv_guard_flag(i)
     i.set_defaults(func=cmd_items)
 
     r = sub.add_parser("relabel", help="the items where one more answer helps most, as a platform task list",
@@ -54,14 +55,20 @@ def add_quality_parsers(sub) -> None:
     r.add_argument("--details", action="store_true",
                    help="write the full ranking (rank, expected_gain, quality, ...) instead of the task list")
     r.add_argument("-o", "--output", required=True, metavar="NEXT.csv")
+    add_csv_guard_flag(r)
     r.set_defaults(func=cmd_relabel)
 
 
 # ------------------------------------------------------------------ helpers
-def write_csv(df: pd.DataFrame, path: str | Path, index: bool = False) -> None:
+def csv_guard_on(args) -> bool:
+    from .cli import csv_guard_on as on
+    return on(args)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path, index: bool = False, guard: bool = True) -> None:
     """The one place these commands write a table (formula-guarded when the io guard is available)."""
     from .io.writers import write_table
-    write_table(df.reset_index() if index else df, path)
+    write_table(df.reset_index() if index else df, path, guard=guard)
 
 
 def find_result_dir(run_dir: str | Path) -> Path:
@@ -108,7 +115,7 @@ def cmd_items(args) -> int:
     from .quality import item_quality
     data, method, run = _prepare(args)
     table = item_quality(data, method.proba_array_, run, class_probas=not args.no_class_probas)
-    write_csv(table, args.output, index=True)
+    write_csv(table, args.output, index=True, guard=csv_guard_on(args))
     if not args.quiet:
         low = int((table["quality"] < 0.7).sum())
         print(f"{method.name}: {data.n_items} items -> {args.output}; {low} with quality < 0.7 "
@@ -158,7 +165,7 @@ def cmd_relabel(args) -> int:
         raise CrowdDataError(e.bare_message, path=args.answers, hint=hint) from None
     content = read_content(args.content) if args.content else None
     out = table.reset_index() if args.details else relabel_task_list(table, content)
-    write_csv(out, args.output)
+    write_csv(out, args.output, guard=csv_guard_on(args))
     if not args.quiet:
         print(f"{method.name}: {len(table)} of {data.n_items} items to relabel -> {args.output} "
               f"(expected gain in accuracy from one more answer each: {table['expected_gain'].sum():.2f} items)",

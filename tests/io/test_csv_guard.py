@@ -80,3 +80,11 @@ def test_cli_aggregate_and_workers_guard_csv_and_no_csv_guard_turns_it_off(tmp_p
     raw = tmp_path / "raw.csv"
     assert main(["-q", "aggregate", str(ans), "--method", "mv", "-o", str(raw), "--no-csv-guard"]) == 0
     assert "\n=cmd" in raw.read_text() or raw.read_text().count('"=cmd') == 1
+
+
+def test_every_csv_writing_command_has_no_csv_guard():
+    from kdcrowd_core.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    for cmd in ("aggregate", "workers", "train", "items", "relabel", "predict"):
+        flags = {o for a in sub.choices[cmd]._actions for o in a.option_strings}
+        assert "--no-csv-guard" in flags, cmd
