@@ -149,7 +149,7 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--memory-images", default="200,1000", help="comma-separated image counts for peak memory")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16, help="images per batch (kdcrowd's CPU default: 16)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's); 1 keeps CPU-time honest on a busy machine")

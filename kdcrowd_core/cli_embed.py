@@ -30,7 +30,7 @@ def add_embed_parser(sub) -> None:
     e.add_argument("--answers", metavar="ANSWERS", help="only embed items of this answers file (its columns are "
                    "detected; others are skipped and counted; answered items without content are reported)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
-    e.add_argument("--batch-size", type=int, default=None, help="items per batch (default 64 texts / 32 images)")
+    e.add_argument("--batch-size", type=int, default=None, help="items per batch (default 64 texts; images 16 on CPU, 64 on GPU)")
     e.add_argument("--cache-dir", help="embedding cache folder (default: DATA/cache/features, DATA being "
                    "$KDCROWD_HOME, ./.kdcrowd or ~/.kdcrowd)")
     e.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
@@ -74,7 +74,7 @@ def cmd_embed(args) -> int:
             src = args.images or args.image_paths
             emb = embed_images(src, ids=args.image_ids, item=args.item, from_table=bool(args.image_paths),
                                path_column=args.path_column,
-                               batch_size=args.batch_size or 32, flags={**FLAGS, "column": "--path-column"},
+                               batch_size=args.batch_size, flags={**FLAGS, "column": "--path-column"},
                                **common)
     finally:
         bar.close()
