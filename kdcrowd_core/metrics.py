@@ -245,11 +245,20 @@ def spammer_score(T) -> np.ndarray:
     by their number minus one; NaN with fewer than 2 known rows.
     """
     T = _check_matrices(T, "worker matrices")
-    ok = np.isfinite(T).all(axis=2)  # (R, K) known rows
-    n_ok = ok.sum(axis=1)
-    Tz = np.where(ok[:, :, None], T, 0.0)
-    mean = _safe_div(Tz.sum(axis=1), n_ok[:, None])  # (R, K)
-    dev = np.where(ok[:, :, None], (Tz - mean[:, None, :]) ** 2, 0.0).sum(axis=(1, 2))
+    R, K = T.shape[0], T.shape[-1]
+    n_ok = np.zeros(R, dtype=np.int64)
+    dev = np.zeros(R)
+    # a few workers at a time: the temporaries stay small with 1,000 classes (R x K x K is 8 MB per worker)
+    step = max(1, int(4e6 // max(K * K, 1)))
+    for lo in range(0, R, step):
+        Tc = T[lo:lo + step]
+        ok = np.isfinite(Tc).all(axis=2)  # (r, K) known rows
+        n_ok[lo:lo + step] = ok.sum(axis=1)
+        Tz = np.where(ok[:, :, None], Tc, 0.0)
+        mean = _safe_div(Tz.sum(axis=1), n_ok[lo:lo + step, None])  # (r, K)
+        Tz -= mean[:, None, :]
+        Tz *= ok[:, :, None]
+        dev[lo:lo + step] = np.einsum("rjk,rjk->r", Tz, Tz)
     return _safe_div(dev, np.where(n_ok > 1, n_ok - 1, 0))
 
 

@@ -87,7 +87,8 @@ def _wait_idle(page, timeout: float = 90.0) -> None:
 
 def _upload(page, path: Path) -> None:
     box = page.locator('[data-testid="stFileUploader"]').filter(has_text="Annotations").first
-    box.locator('input[type="file"]').set_input_files(str(path))
+    box.wait_for(timeout=120_000)
+    box.locator('input[type="file"]').set_input_files(str(path), timeout=120_000)
     page.wait_for_timeout(500)
     _wait_idle(page)
 
@@ -132,6 +133,9 @@ def test_hostile_names_are_text_in_the_browser(server, tmp_path):
                 _check_plotly(page)
                 page.screenshot(path=str(ARTIFACTS / f"security_{title.lower()}.png"))
             assert page.locator('img[src*="127.0.0.1:9"]').count() == 0
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / "security_failure.png"))
+            raise
         finally:
             browser.close()
     hits = [u for u in requests if "127.0.0.1:9/" in u or u.startswith("javascript:")]
