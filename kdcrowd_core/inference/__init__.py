@@ -10,11 +10,12 @@ from .base import (BaseInference, available_methods, expected_confusion, get_met
 from .majority_vote import MajorityVote, expected_tie_accuracy
 from .dawid_skene import DawidSkene
 from .one_coin import GLAD, OneCoinDawidSkene
+from .adaptive import HierarchicalDawidSkene
 
 #: The method the CLI and the dashboard use when the user picks none.
 #: Chosen by measurement: see docs/inference.md and benchmarks/inference_accuracy.py.
 DEFAULT_METHOD = "dawid_skene"
 
-__all__ = ["BaseInference", "MajorityVote", "DawidSkene", "OneCoinDawidSkene", "GLAD",
+__all__ = ["BaseInference", "MajorityVote", "DawidSkene", "OneCoinDawidSkene", "GLAD", "HierarchicalDawidSkene",
            "available_methods", "get_method", "method_defaults", "register", "register_entry", "expected_confusion",
            "expected_tie_accuracy", "DEFAULT_METHOD"]

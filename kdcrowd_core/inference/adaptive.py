@@ -1,0 +1,260 @@
+"""Hierarchical Dawid-Skene: worker matrices that borrow strength by how much each worker answered.
+
+Plain Dawid-Skene fits K x (K-1) free numbers per worker; a worker with a handful of answers gets
+a matrix made of noise, and on crowds of such workers one-coin DS or majority vote beat it. One-coin
+DS fits one number per worker and collapses where workers confuse particular classes. This model
+sits between the two and lets the data say where:
+
+- every worker's matrix has a Dirichlet prior whose mean is that worker's **one-coin matrix with the
+  crowd's error pattern**: ``M_r[j, j] = a_r`` and ``M_r[j, c] = (1 - a_r) * P[j, c] / (1 - P[j, j])``
+  for ``c != j``, where ``P`` is the matrix pooled over all workers and ``a_r`` the worker's accuracy
+  (itself shrunk towards the crowd's accuracy with a Beta prior);
+- the prior strength ``s`` (pseudo-answers per row) and the accuracy prior strength ``k`` are chosen at
+  every M-step by **empirical Bayes**: the values on a log grid that maximise the Dirichlet-multinomial
+  (Beta-binomial) marginal likelihood of the workers' expected counts;
+- the M-step is the posterior mean ``T_r[j] = (C_r[j] + s M_r[j]) / (n_rj + s)``: a worker with few
+  answers stays near its one-coin matrix, a worker with many answers gets its own full matrix.
+
+Everything is vectorised over the sparse answers (the same operators as Dawid-Skene), so it runs in
+the same speed class; the grid search costs O(grid x R x K^2) per iteration.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data import CrowdData
+from ..device import resolve_device
+from ..errors import CrowdDataError
+from ._sparse import AnswerOperator
+from .base import BaseInference, register
+
+_EPS = 1e-10
+
+#: Candidate prior strengths (pseudo-answers per matrix row / per worker accuracy).
+STRENGTH_GRID = tuple(float(v) for v in np.geomspace(0.25, 256.0, 11))
+
+
+def _loo_matrix_score(counts: torch.Tensor, mean: torch.Tensor, q_ans: torch.Tensor, q_loo: torch.Tensor,
+                      worker: torch.Tensor, label: torch.Tensor, grid: torch.Tensor,
+                      prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Leave-one-answer-out log predictive probability of each answer, for every prior strength in ``grid``.
+
+    Answer ``a`` (worker r, label c) is predicted from everything else: the item's posterior without it
+    (``q_loo``) and the worker's matrix estimated without it,
+    ``T[j, c] = (C[r, j, c] - q_j + s M[r, j, c]) / (n[r, j] - q_j + s)`` (``q`` = what ``a`` added to
+    the counts).  Returns (G, A): ``log sum_j q_loo[j] T[j, c]``.  Unlike the marginal likelihood of
+    expected counts (which sees soft counts as under-dispersed and always prefers full pooling), this
+    measures what a worker's other answers predict about each of its answers.
+    """
+    cell = counts[worker, :, label]                       # (A, K): C[r, j, c] over true j
+    n = counts.sum(dim=2)[worker]                         # (A, K): n[r, j]
+    m = mean[worker, :, label]                            # (A, K)
+    s = grid.view(-1, 1, 1)
+    T = ((cell - q_ans)[None] + s * m[None]).clamp_min(_EPS) / ((n - q_ans)[None] + s).clamp_min(_EPS)
+    pred = (q_loo[None] * T).sum(dim=2).clamp_min(_EPS).log()
+    if prior is None:
+        return pred
+    # information score: how much better the answer is predicted knowing the item than from the class prior
+    return pred - (prior[None, None] * T).sum(dim=2).clamp_min(_EPS).log()
+
+
+def _loo_accuracy_score(p_correct: torch.Tensor, p_loo: torch.Tensor, correct: torch.Tensor, total: torch.Tensor,
+                        worker: torch.Tensor, crowd_acc: torch.Tensor, K: int, grid: torch.Tensor) -> torch.Tensor:
+    """Leave-one-answer-out log predictive of each answer under the one-coin model, for every Beta strength."""
+    k = grid[:, None]
+    acc = ((correct[worker] - p_correct)[None] + k * crowd_acc) / ((total[worker] - 1.0)[None] + k)
+    acc = acc.clamp(1e-6, 1 - 1e-6)
+    pred = p_loo[None] * acc + (1 - p_loo)[None] * (1 - acc) / max(K - 1, 1)
+    return pred.clamp_min(_EPS).log()
+
+
+def _one_se_choice(scores: torch.Tensor, grid: torch.Tensor, se_rule: float) -> torch.Tensor:
+    """The largest strength whose summed score is within ``se_rule`` standard errors of the best one.
+
+    ``scores`` is (G, A): per-answer scores for every strength.  Larger strength = a simpler model (more
+    pooling), so this is the one-standard-error rule of cross-validation.
+    """
+    total = scores.sum(dim=1)
+    best = int(total.argmax())
+    diff = scores - scores[best][None]
+    se = diff.std(dim=1) * diff.shape[1] ** 0.5
+    ok = (total >= total[best] - se_rule * se) & (torch.arange(len(grid), device=grid.device) >= best)
+    return grid[int(torch.nonzero(ok).max())]
+
+
+@register("hierarchical_dawid_skene", "adaptive", "hds", "hierarchical_ds")
+@dataclass(repr=False)
+class HierarchicalDawidSkene(BaseInference):
+    """Dawid-Skene with worker matrices shrunk towards one-coin matrices by empirical Bayes.
+
+    Parameters
+    ----------
+    n_iter : int, default 100
+        Maximum number of EM iterations.
+    tol : float, default 1e-6
+        Tolerance on the change of the mean log-likelihood per answer.
+    strength_grid : tuple of float
+        Candidate prior strengths for the empirical-Bayes choice (both the matrix prior and the
+        accuracy prior).
+    use_gold : bool, default True
+        Clamp the posteriors of items with gold labels.
+    device : str, default "auto"
+    dtype : str, default "float64"
+        The grid search compares log-likelihood sums; float64 keeps them exact.
+    callback : callable(iteration, mean_loglik) or None
+
+    Fitted attributes
+    -----------------
+    As :class:`DawidSkene` (``proba_array_``, ``probas_``, ``labels_``, ``worker_matrices_``,
+    ``errors_``, ``prior_``, ``priors_``, ``loglik_history_``, ``n_iter_``, ``converged_``), plus
+    ``strength_`` (the matrix prior strength chosen at the last M-step), ``accuracy_strength_``,
+    ``skills_`` (each worker's shrunk accuracy, a Series) and ``pooled_matrix_`` (K x K).
+    """
+
+    n_iter: int = 100
+    tol: float = 1e-6
+    strength_grid: tuple = STRENGTH_GRID
+    accuracy_strength_grid: tuple = STRENGTH_GRID
+    error_pattern: str = "uniform"
+    se_rule: float = 1.0
+    min_strength_per_class: float = 0.0
+    score: str = "information"
+    max_score_answers: int = 200_000
+    use_gold: bool = True
+    device: str = "auto"
+    dtype: str = "float64"
+    callback: Callable[[int, float], None] | None = field(default=None, compare=False)
+
+    def _fit(self, data: CrowdData) -> np.ndarray:
+        dev = resolve_device(self.device)
+        if dev.type == "mps":
+            dev = torch.device("cpu")
+        dt = {"float32": torch.float32, "float64": torch.float64}.get(self.dtype)
+        if dt is None:
+            raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        if self.n_iter < 1:
+            raise CrowdDataError("n_iter must be at least 1.")
+        if len(self.strength_grid) == 0 or min(self.strength_grid) <= 0:
+            raise CrowdDataError("strength_grid must hold positive numbers.")
+        t_start = time.perf_counter()
+        op = AnswerOperator(data, dev, dt)
+        floor = self.min_strength_per_class * data.n_classes
+        grid = sorted({max(float(v), floor) for v in self.strength_grid})
+        grid = torch.tensor(grid, dtype=dt, device=dev)
+        self._acc_grid = torch.tensor(sorted(self.accuracy_strength_grid), dtype=dt, device=dev)
+        gold_idx = gold_val = None
+        if self.use_gold and data.has_gold:
+            m = data.gold >= 0
+            gold_idx = torch.from_numpy(np.nonzero(m)[0]).to(dev)
+            gold_val = torch.from_numpy(data.gold[m]).to(dev)
+
+        def clamp(q: torch.Tensor) -> torch.Tensor:
+            if gold_idx is not None:
+                q[gold_idx] = 0
+                q[gold_idx, gold_val] = 1
+            return q
+
+        self._sample = _answer_sample(data, self.max_score_answers, dev)
+        n_votes = torch.bincount(torch.from_numpy(data.item).to(dev), minlength=data.n_items).to(dt)
+        self._sample_votes = (op.soft_mv * n_votes[:, None])[self._sample[2]]
+        self._logT_prev = None
+        q = clamp(op.soft_mv.clone())
+        n_ans = float(data.n_answers)
+        history: list[float] = []
+        converged, it = False, 0
+        for it in range(1, self.n_iter + 1):
+            logT, log_prior = self._m_step(op, q, grid)
+            q, ll = _e_step(op, logT, log_prior)
+            q = clamp(q)
+            history.append(ll / n_ans)
+            if self.callback is not None:
+                self.callback(it, history[-1])
+            if len(history) > 1 and abs(history[-1] - history[-2]) < self.tol:
+                converged = True
+                break
+        logT, log_prior = self._m_step(op, q, grid)
+        R, K = op.R, op.K
+        self.worker_matrices_ = logT.exp().reshape(R, K, K).transpose(1, 2).double().cpu().numpy()
+        self.prior_ = log_prior.exp().double().cpu().numpy()
+        self.priors_ = pd.Series(self.prior_, index=list(data.classes), name="prior")
+        self.skills_ = pd.Series(self._accuracy.double().cpu().numpy(), index=pd.Index(data.worker_ids, name="worker"),
+                                 name="skill")
+        self.loglik_history_ = history
+        self.n_iter_, self.converged_, self.device_ = it, converged, str(dev)
+        self.timings_ = {"total": time.perf_counter() - t_start}
+        return q.double().cpu().numpy()
+
+    def _m_step(self, op: AnswerOperator, q: torch.Tensor, grid: torch.Tensor):
+        """Posterior-mean worker matrices under the empirical-Bayes hierarchical prior."""
+        R, K = op.R, op.K
+        counts = op.scatter_sum(q).reshape(R, K, K).transpose(1, 2)   # C[r, true j, answer c]
+        eye = torch.eye(K, dtype=q.dtype, device=q.device, requires_grad=False).bool()
+        # the crowd's pooled matrix and its error pattern
+        pooled = counts.sum(dim=0) + _EPS
+        pooled = pooled / pooled.sum(dim=1, keepdim=True)
+        off = pooled.masked_fill(eye, 0.0)
+        pattern = off / off.sum(dim=1, keepdim=True).clamp_min(_EPS)  # P[j, c] / (1 - P[j, j])
+        if K == 2 or self.error_pattern == "uniform":
+            pattern = (~eye).to(q.dtype) / (K - 1)
+        # each worker's accuracy, shrunk towards the crowd's (Beta prior, strength by empirical Bayes)
+        correct = counts.diagonal(dim1=1, dim2=2).sum(dim=1)
+        total = counts.sum(dim=(1, 2))
+        crowd_acc = (correct.sum() / total.sum().clamp_min(_EPS)).clamp(1e-3, 1 - 1e-3)
+        worker, label, item = self._sample
+        q_ans = q[item]
+        q_loo = self._posterior_without_answer(q_ans, worker, label, K)
+        p_correct = q_ans.gather(1, label[:, None])[:, 0]
+        p_loo = q_loo.gather(1, label[:, None])[:, 0]
+        k = _one_se_choice(_loo_accuracy_score(p_correct, p_loo, correct, total, worker, crowd_acc, K, self._acc_grid),
+                           self._acc_grid, self.se_rule)
+        acc = ((correct + k * crowd_acc) / (total + k)).clamp(1e-4, 1 - 1e-4)
+        self._accuracy, self.accuracy_strength_ = acc, float(k)
+        # prior means: the worker's one-coin matrix with the crowd's error pattern
+        mean = (1 - acc)[:, None, None] * pattern[None]
+        mean = torch.where(eye[None], acc[:, None, None].expand(R, K, K), mean)
+        mean = mean.clamp_min(1e-6)
+        mean = mean / mean.sum(dim=2, keepdim=True)
+        prior = q.mean(dim=0) if self.score == "information" else None
+        s = _one_se_choice(_loo_matrix_score(counts, mean, q_ans, q_loo, worker, label, grid, prior), grid, self.se_rule)
+        self.strength_ = float(s)
+        self.pooled_matrix_ = pooled.double().cpu().numpy()
+        T = (counts + s * mean) / (counts.sum(dim=2, keepdim=True) + s)
+        logT = T.clamp_min(_EPS).log().transpose(1, 2).reshape(R * K, K)   # [r*K + answer c, true j]
+        pri = q.sum(dim=0).clamp_min(_EPS)
+        self._logT_prev = logT
+        return logT, (pri / pri.sum()).log()
+
+    def _posterior_without_answer(self, q_ans: torch.Tensor, worker: torch.Tensor, label: torch.Tensor,
+                                  K: int) -> torch.Tensor:
+        """Each sampled answer's item posterior with that answer taken out (A, K).
+
+        After an E-step with matrices ``T``: ``q_loo ∝ q / T_r[:, c]``.  Before the first one (``q`` is the
+        vote share): the shares of the item's other votes (uniform when it has none).
+        """
+        if self._logT_prev is None:
+            votes = self._sample_votes - torch.nn.functional.one_hot(label, K).to(q_ans.dtype)
+            tot = votes.sum(dim=1, keepdim=True)
+            return torch.where(tot > 0, votes / tot.clamp_min(_EPS), torch.full_like(votes, 1.0 / K))
+        log_q = q_ans.clamp_min(1e-300).log() - self._logT_prev[worker * K + label]
+        return torch.softmax(log_q, dim=1)
+
+
+def _answer_sample(data: CrowdData, limit: int, device: torch.device):
+    """(worker, label, item) tensors of the answers that score the prior strengths (a fixed sample past ``limit``)."""
+    idx = np.arange(data.n_answers)
+    if data.n_answers > limit:
+        idx = np.sort(np.random.default_rng(0).choice(data.n_answers, size=limit, replace=False))
+    return tuple(torch.from_numpy(np.ascontiguousarray(a[idx])).to(device) for a in (data.worker, data.label, data.item))
+
+
+def _e_step(op: AnswerOperator, logT: torch.Tensor, log_prior: torch.Tensor):
+    """Posteriors and the log-likelihood: ``log q_i = log pi + sum over i's answers of log T_r[:, c]``."""
+    logq = op.gather_sum(logT) + log_prior
+    lse = torch.logsumexp(logq, dim=1, keepdim=True)
+    return (logq - lse).exp(), float(lse.sum())
