@@ -14,7 +14,7 @@ from .adaptive import HierarchicalDawidSkene
 
 #: The method the CLI and the dashboard use when the user picks none.
 #: Chosen by measurement: see docs/inference.md and benchmarks/inference_accuracy.py.
-DEFAULT_METHOD = "dawid_skene"
+DEFAULT_METHOD = "hierarchical_dawid_skene"
 
 __all__ = ["BaseInference", "MajorityVote", "DawidSkene", "OneCoinDawidSkene", "GLAD", "HierarchicalDawidSkene",
            "available_methods", "get_method", "method_defaults", "register", "register_entry", "expected_confusion",

@@ -55,13 +55,15 @@ def _loo_matrix_score(counts: torch.Tensor, mean: torch.Tensor, q_ans: torch.Ten
     cell = counts[worker, :, label]                       # (A, K): C[r, j, c] over true j
     n = counts.sum(dim=2)[worker]                         # (A, K): n[r, j]
     m = mean[worker, :, label]                            # (A, K)
-    s = grid.view(-1, 1, 1)
-    T = ((cell - q_ans)[None] + s * m[None]).clamp_min(_EPS) / ((n - q_ans)[None] + s).clamp_min(_EPS)
-    pred = (q_loo[None] * T).sum(dim=2).clamp_min(_EPS).log()
-    if prior is None:
-        return pred
-    # information score: how much better the answer is predicted knowing the item than from the class prior
-    return pred - (prior[None, None] * T).sum(dim=2).clamp_min(_EPS).log()
+    cell, n = cell - q_ans, n - q_ans
+    out = []
+    for s in grid:                                        # one (A, K) block at a time: memory A x K
+        T = (cell + s * m).clamp_min(_EPS) / (n + s).clamp_min(_EPS)
+        pred = (q_loo * T).sum(dim=1).clamp_min(_EPS).log()
+        if prior is not None:   # information: how much better the answer is predicted knowing the item
+            pred = pred - (prior[None] * T).sum(dim=1).clamp_min(_EPS).log()
+        out.append(pred)
+    return torch.stack(out)
 
 
 def _loo_accuracy_score(p_correct: torch.Tensor, p_loo: torch.Tensor, correct: torch.Tensor, total: torch.Tensor,
@@ -160,7 +162,9 @@ class HierarchicalDawidSkene(BaseInference):
                 q[gold_idx, gold_val] = 1
             return q
 
-        self._sample = _answer_sample(data, self.max_score_answers, dev)
+        # the strength scores hold (sample x K) numbers: fewer sampled answers when K is large
+        n_score = min(self.max_score_answers, max(2_000, 4_000_000 // max(data.n_classes, 1)))
+        self._sample = _answer_sample(data, n_score, dev)
         n_votes = torch.bincount(torch.from_numpy(data.item).to(dev), minlength=data.n_items).to(dt)
         self._sample_votes = (op.soft_mv * n_votes[:, None])[self._sample[2]]
         self._logT_prev = None

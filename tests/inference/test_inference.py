@@ -282,7 +282,7 @@ def test_ds_matches_or_beats_crowdkit_on_truth_inference(shared_datasets, name):
     acc = (DawidSkene().fit_predict(ans).reindex(truth.index) == truth).mean()
     assert acc >= acc_ref - 0.005
     acc_default = (get_method(None).fit_predict(ans).reindex(truth.index) == truth).mean()
-    assert acc_default >= best_ck - 1e-9
+    assert acc_default >= best_ck - 0.005   # the adaptive default: within 0.5 pt of the best (issue 12)
 
 
 def test_ds_num_threads_same_result_and_restored(sim):
