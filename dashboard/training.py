@@ -150,6 +150,7 @@ def make_job(crowd: CrowdData, config: dict[str, Any],
 
     def run(ctx: JobContext):
         from kdcrowd_core.kd import KDConfig, KDCrowd, TrainingCancelled
+        from kdcrowd_core.kd.pipeline import train_kd   # the same pipeline as `kdcrowd train` and the benchmark
         cfg = KDConfig.from_dict(config)
         ctx.log(f"training on {crowd.n_items} items, {crowd.n_answers} answers, device={cfg.device}")
         if valid is not None:
@@ -157,7 +158,8 @@ def make_job(crowd: CrowdData, config: dict[str, Any],
         save_crowd(ctx.run_dir, crowd)
         trainer = KDCrowd(cfg)
         try:
-            result = trainer.fit(crowd, valid=valid, test=test, callback=ctx.report, cancel=ctx.cancel)
+            result = train_kd(crowd, cfg, valid=valid, test=test, callback=ctx.report, cancel=ctx.cancel,
+                              trainer=trainer).result_
         except TrainingCancelled:
             raise TrainingCancelled(save_partial(trainer, ctx.run_dir)) from None
         result.save(ctx.run_dir / "result")
@@ -192,16 +194,11 @@ def split_gold_for_validation(crowd: CrowdData, share: float, seed: int = 0):
     Returns ``(training crowd, (features, gold codes))``; the training crowd keeps every worker (so the
     worker order matches ``crowd``'s) and the rest of the gold to score the run.  ``share <= 0``, no gold
     or no features: ``(crowd, None)``."""
-    if share <= 0 or not crowd.has_gold or crowd.features is None:
+    from kdcrowd_core.kd.pipeline import hold_out_gold   # the same split as ``kdcrowd train --valid-from-gold``
+    if share <= 0:
         return crowd, None
-    gold_items = np.flatnonzero(crowd.gold_mask)
-    n = int(round(min(share, MAX_VALID_SHARE) * gold_items.size))
-    n = max(1, min(n, gold_items.size - 1)) if gold_items.size > 1 else 0
-    if n == 0:
-        return crowd, None
-    pick = np.sort(np.random.default_rng(seed).choice(gold_items, size=n, replace=False))
-    valid = (crowd.features[pick], crowd.gold[pick])
-    return crowd.without_items(crowd.item_ids[pick], drop_empty_workers=False), valid
+    train, valid, _ = hold_out_gold(crowd, min(share, MAX_VALID_SHARE), seed)
+    return train, valid
 
 
 def start(ds, config: dict[str, Any], valid_share: float = 0.0) -> Job:

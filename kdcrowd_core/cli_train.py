@@ -24,6 +24,9 @@ def add_train_parser(sub) -> None:
     t.add_argument("--keep-valid-in-training", action="store_true",
                    help="validation items that also have answers in ANSWERS stay in training (default: their "
                         "answers are left out, so that model selection is not biased towards fitting them)")
+    t.add_argument("--valid-from-gold", type=float, default=0, metavar="N",
+                   help="hold N gold items (from --gold; a number below 1 is a share of them) out of training as "
+                        "validation data, drawn with --seed (instead of --valid-features/--valid-gold)")
     t.add_argument("--test-features", metavar="TF", help="held-out items to predict")
     t.add_argument("--test-gold", metavar="TG", help="held-out items' labels (for test accuracy)")
     t.add_argument("--teacher", default=None, help="teacher crowd model (default: the measured best)")
@@ -42,34 +45,9 @@ def add_train_parser(sub) -> None:
     t.set_defaults(func=cmd_train)
 
 
-def _labels_to_codes(series: pd.Series, ids: pd.Index, classes: pd.Index, path: str) -> np.ndarray:
-    from .data import _coerce_like, _normalise_labels
-    s = pd.Series(_normalise_labels(pd.Series(series.to_numpy(), dtype=object)).to_numpy(), index=series.index)
-    pos = pd.Index(_coerce_like(s.index, ids))
-    s.index = pos
-    s = s[~s.index.duplicated(keep="last")]
-    vals = s.reindex(ids)
-    codes = np.full(len(ids), -1, dtype=np.int64)
-    known = vals.notna().to_numpy()
-    idx = classes.get_indexer(vals[known])
-    if (idx < 0).any():
-        bad = list(pd.unique(vals[known][idx < 0]))[:5]
-        raise CrowdDataError(f"labels {bad} are not classes of the answers ({list(classes)}).", path=path,
-                             hint="use the same label names as in the answers file.")
-    codes[known] = idx
-    return codes
-
-
 def _split(features: str, gold: str | None, classes: pd.Index, what: str, options=None):
-    from .io import read_features, read_gold
-    X, ids, _ = read_features(features, options=None if options is None else options.replace(feature_ids=None))
-    y = None
-    if gold:
-        y = _labels_to_codes(read_gold(gold, options=options), ids, classes, gold)
-        if (y < 0).all():
-            raise CrowdDataError(f"none of the {what} labels match the {what} features' item ids.", path=gold,
-                                 hint="the item ids in both files must be the same.")
-    return X, y, ids
+    from .kd.pipeline import read_split   # the same reader as the dashboard and the benchmark
+    return read_split(features, gold, classes, what, options)
 
 
 #: the fewest answered items KD-Crowd trains on (the trainer refuses fewer)
@@ -106,16 +84,21 @@ def validation_splits(args, data):
 
 def cmd_train(args) -> int:
     from .cli import _load, csv_guard_on, matrices_json, read_options
-    from .data import _coerce_like
     from .io.writers import write_json, write_table
     from .interrupt import sigint_cancels
     from .kd import KDConfig, KDCrowd, TrainingCancelled
+    from .kd.pipeline import hold_out_gold, leave_out_items, train_kd
     from .kd.progress import CliProgress
     from .metrics import worker_stats
 
     if bool(args.valid_features) != bool(args.valid_gold):
         raise CrowdDataError("--valid-features and --valid-gold go together.",
                              hint="give both, or neither (then no model selection on validation data).")
+    if args.valid_from_gold and (args.valid_features or not args.gold):
+        raise CrowdDataError("--valid-from-gold needs --gold and replaces --valid-features/--valid-gold.",
+                             hint="give --gold with --valid-from-gold N, or validation files, not both.")
+    if args.valid_from_gold < 0:
+        raise CrowdDataError("--valid-from-gold must be >= 0.", hint="e.g. --valid-from-gold 100 or 0.2.")
     data = _load(args.answers, args, gold=args.gold, features=args.features)
     check_trainable(data, args.answers)
     overrides = {k: v for k, v in {"teacher": args.teacher, "distill": args.distill, "robust": args.robust,
@@ -131,13 +114,20 @@ def cmd_train(args) -> int:
         Xv, yv, vid = _split(args.valid_features, args.valid_gold, data.classes, "validation",
                              read_options(args))
         valid = (Xv, yv)
-        shared = data.item_ids.intersection(pd.Index(_coerce_like(vid, data.item_ids)))
-        if len(shared) and not args.keep_valid_in_training:
-            data = data.without_items(shared)
-            n_valid_out = len(shared)
-            if not args.quiet:
+        if not args.keep_valid_in_training:
+            data, n_valid_out = leave_out_items(data, vid)
+            if n_valid_out and not args.quiet:
                 print(f"note: {n_valid_out} validation items also have answers in {args.answers}; their answers "
                       "are left out of training (--keep-valid-in-training keeps them).", file=sys.stderr)
+    elif args.valid_from_gold:
+        data, valid, held = hold_out_gold(data, args.valid_from_gold, args.seed)
+        n_valid_out = len(held)
+        if valid is None:
+            raise CrowdDataError("--valid-from-gold: the answers have too few gold items (--gold) to hold any out.",
+                                 path=args.gold, hint="give --gold with at least two labelled answered items.")
+        if not args.quiet:
+            print(f"note: {n_valid_out} gold items (and their answers) are held out of training as validation data.",
+                  file=sys.stderr)
     if args.test_features:
         Xt, yt, tid = _split(args.test_features, args.test_gold, data.classes, "test", read_options(args))
         test = (Xt, yt, tid)
@@ -148,7 +138,8 @@ def cmd_train(args) -> int:
     trainer = KDCrowd(cfg)
     try:
         with sigint_cancels(threading.Event(), what="training", quiet=args.quiet) as cancel:
-            result = trainer.fit(data, valid=valid, test=test, callback=progress, cancel=cancel)
+            result = train_kd(data, cfg, valid=valid, test=test, callback=progress, cancel=cancel,
+                              trainer=trainer).result_   # the dashboard's and the benchmark's pipeline
     except TrainingCancelled:
         for b in bars.values():
             b.close()
@@ -193,6 +184,7 @@ def cmd_train(args) -> int:
         for key in ("train_accuracy", "test_accuracy"):
             if summary.get(key):
                 print(f"{key}: " + ", ".join(f"{k} {v:.4f}" for k, v in summary[key].items()))
+        print(summary["final_model"].get("note", ""))
     return 0
 
 

@@ -314,7 +314,10 @@ def run_predictions(result, data: CrowdData) -> RunView:
         view.model_proba, view.model_source = align(pr["student"]), "student classifier (in-sample)"
     final = None
     try:
-        final = (result.summary() or {}).get("final_model")
+        s = result.summary() or {}
+        final = s.get("final") or s.get("final_model")
+        if isinstance(final, dict):   # final_model is the record of the choice (kd/recommend.py)
+            final = final.get("name")
     except Exception:  # noqa: BLE001 - an old result without summary fields
         final = None
     for name in ([final] if final else []) + ["stage2", "teacher"]:

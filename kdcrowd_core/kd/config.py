@@ -122,6 +122,14 @@ class KDConfig:
     num_threads : int
         ``torch.set_num_threads`` during ``fit`` on CPU (0 = leave torch's setting).
 
+    Recommended model
+    -----------------
+    select_holdout : float
+        Without validation data, this share of the answers (at most one per item with >= 2 answers) is held
+        out of training, and the recommended model is the one whose classifier gives those answers the highest
+        likelihood (:mod:`.recommend`); ``0`` = train on every answer and recommend stage 2 unchecked.  With
+        validation data nothing is held out: the best validation accuracy decides.
+
     Experimental: measured and not adopted
     --------------------------------------
     Settings and choices that a search measured (docs/kd.md, docs/benchmarks_kd.md) and did not
@@ -206,6 +214,7 @@ class KDConfig:
     device: str = "auto"
     amp: bool = False
     num_threads: int = 0
+    select_holdout: float = 0.1
     # ---- experimental: measured and not adopted (EXPERIMENTAL_SETTINGS; docs/kd.md) ----
     gce_q: float = 0.7
     elr_beta: float = 0.7
@@ -295,6 +304,8 @@ class KDConfig:
             bad("dropout", "must lie in [0, 1).")
         if self.hidden < 1:
             bad("hidden", "must be >= 1.")
+        if not (isinstance(self.select_holdout, (int, float)) and 0.0 <= float(self.select_holdout) < 0.5):
+            bad("select_holdout", "must lie in [0, 0.5) (0 = hold no answers out).")
         if isinstance(self.average_last, bool) or not isinstance(self.average_last, int) or self.average_last < 0:
             bad("average_last", "must be an integer >= 0 (0 = keep the best epoch).")
         return self

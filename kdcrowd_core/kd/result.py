@@ -39,6 +39,10 @@ class KDResult:
     test_probas : model -> (n_test, K); test_ids : pandas.Index or None
     forget_rate : the forget rate the student used (0 unless it used small-loss)
     robust : the robust technique the student used (what ``"auto"`` chose)
+    final : the recommended model, ``teacher``, ``student`` or ``stage2`` (:mod:`.recommend`)
+    final_model : how it was chosen: ``name``, ``criterion`` (``"validation accuracy"``, ``"held-out answer
+        likelihood"`` or ``"none"``), ``scores`` per model, ``note`` (a plain sentence, saying when the student or
+        stage 2 did not beat the teacher), ``test_accuracy`` (when the test split is labelled)
     """
 
     classes: pd.Index
@@ -60,6 +64,8 @@ class KDResult:
     robust: str = ""
     model_states: dict[str, dict] = field(default_factory=dict, repr=False)
     n_features: int = 0
+    final: str = "stage2"
+    final_model: dict[str, Any] = field(default_factory=dict)
 
     def labels_frame(self) -> pd.DataFrame:
         """Per item (index = item id): ``mv, ds, teacher, student, stage2`` — the predicted label
@@ -79,7 +85,7 @@ class KDResult:
                 "timings": {k: float(v) for k, v in self.timings.items()},
                 "train_accuracy": dict(self.train_accuracy), "test_accuracy": dict(self.test_accuracy),
                 "valid_accuracy": dict(self.valid_accuracy), "forget_rate": float(self.forget_rate),
-                "robust": self.robust}
+                "robust": self.robust, "final": self.final, "final_model": dict(self.final_model)}
 
     # ------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
@@ -124,7 +130,8 @@ class KDResult:
                    test_probas=test, test_ids=None if meta.get("test_ids") is None else pd.Index(meta["test_ids"]),
                    targets=z["targets"] if "targets" in z.files else None,
                    forget_rate=meta.get("forget_rate", 0.0), robust=meta.get("robust", ""), model_states=states,
-                   n_features=int(meta.get("n_features", 0)))
+                   n_features=int(meta.get("n_features", 0)), final=meta.get("final", "stage2"),
+                   final_model=meta.get("final_model", {}))
 
 
 def _json_default(o):

@@ -50,6 +50,17 @@ def effective_worker_matrices(model: CrowdModel, X: torch.Tensor, ans: _Answers,
     was = model.training
     model.eval()
     gate = None
+    if hasattr(model, "answer_matrices"):   # per-answer matrices (annot-mix): each worker's mean over its answers
+        R, K = model.n_workers, model.n_classes
+        tot = torch.zeros(R, K, K, device=X.device)
+        for s in range(0, ans.item.shape[0], chunk * 4):
+            it, w = ans.item[s:s + chunk * 4], ans.worker[s:s + chunk * 4]
+            tot.index_add_(0, w, model.answer_matrices(model.item_embedding(X[it]), w).float())
+        n = torch.bincount(ans.worker, minlength=R).clamp_min(1)
+        T = torch.where((n > 0).view(-1, 1, 1) & (tot.sum(2, keepdim=True) > 0), tot / n.view(-1, 1, 1),
+                        model.worker_matrices().float())
+        model.train(was)
+        return T
     if model.needs_item_embedding:
         R = model.n_workers
         gsum = torch.zeros(R, device=X.device)
@@ -106,10 +117,12 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
                     loss = L.soft_cross_entropy(logits, q[idx])
                 else:
                     a_local, a_w, a_l = ctx.ans.of_items(idx)
-                    probs = F.softmax(logits.float(), dim=1)
-                    emb = model.item_embedding(xb) if model.needs_item_embedding else None
-                    lp = model.answer_log_probs(probs, a_local, a_w, emb)
-                    loss = L.crowd_nll(lp.float(), a_l) + model.penalty()
+                    loss = model.batch_loss(xb, logits, a_local, a_w, a_l, ctx.gen)
+                    if loss is None:
+                        probs = F.softmax(logits.float(), dim=1)
+                        emb = model.item_embedding(xb) if model.needs_item_embedding else None
+                        lp = model.answer_log_probs(probs, a_local, a_w, emb)
+                        loss = L.crowd_nll(lp.float(), a_l) + model.penalty()
                 if student_probs is not None and lam > 0:
                     loss = loss + lam * L.soft_cross_entropy(logits, student_probs[idx])
             opt.zero_grad(set_to_none=True)

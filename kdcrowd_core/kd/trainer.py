@@ -19,6 +19,7 @@ from ..errors import CrowdDataError
 from ..models import Head, build_crowd_model
 from ..models.crowd import CrowdModel
 from . import baselines as _baselines
+from . import recommend as _recommend
 from . import stage2 as _stage2
 from . import student as _student
 from . import teacher as _teacher
@@ -114,6 +115,9 @@ class KDCrowd:
         if cfg.num_threads > 0 and dev.type == "cpu":
             torch.set_num_threads(int(cfg.num_threads))
         try:
+            self.heldout_ = None
+            if Xv is None and cfg.select_holdout > 0:   # label-free choice of the recommended model
+                data, self.heldout_ = _recommend.hold_out_answers(data, cfg.select_holdout, cfg.seed)
             return self._fit(data, cfg, dev, Xv, yv, Xt, yt, test_ids, callback, cancel)
         finally:
             if cfg.num_threads > 0 and dev.type == "cpu":
@@ -239,18 +243,38 @@ class KDCrowd:
                           model_states={k: {n: v.detach().cpu() for n, v in m.state_dict().items()}
                                         for k, m in self.models_.items()},
                           n_features=int(ctx.X.shape[1]))
+        result.final, result.final_model = self._recommend(valid_acc)
+        if result.final in test_acc:
+            result.final_model["test_accuracy"] = test_acc[result.final]
         run.event("done", 1, 1, None, train_acc.get("stage2"), valid_acc.get("stage2"),
                   message=f"done in {timings['total']:.1f} s")
         result.history = run.history
         self.result_ = result
         return result
 
+    def _recommend(self, valid_acc: dict) -> tuple[str, dict]:
+        """The recommended model (:mod:`.recommend`): best validation accuracy, else best held-out answer
+        likelihood, else stage 2."""
+        held = getattr(self, "heldout_", None)
+        if valid_acc:
+            return _recommend.choose(valid_acc, "validation accuracy")
+        if held is not None:
+            T = self.ds_.worker_matrices_
+            scores = {k: _recommend.heldout_log_likelihood(m, self.ctx_.X, held, T) for k, m in self.models_.items()}
+            final, rec = _recommend.choose(scores, "held-out answer likelihood", higher="likelihood")
+            rec["heldout_answers"] = int(len(held[0]))
+            return final, rec
+        return _recommend.choose({}, "none")
+
     # ---------------------------------------------------------------- predict
     def predict_proba(self, X: np.ndarray, model: str = "stage2") -> np.ndarray:
         """Class probabilities (n, K) float64 of new items from a trained classifier
-        (``"stage2"`` (default), ``"student"`` or ``"teacher"``)."""
+        (``"stage2"`` (default), ``"student"`` or ``"teacher"``, or ``"final"``: the recommended one)."""
         if not self.models_:
             raise CrowdDataError("the trainer is not fitted.", hint="call fit() or KDCrowd.load(dir) first.")
+        if model == "final":
+            res = getattr(self, "result_", None)
+            model = res.final if res is not None and res.final in self.models_ else "stage2"
         if model not in self.models_:
             raise CrowdDataError(f"unknown model {model!r}.", hint=f"choose one of {list(self.models_)}.")
         head = self.models_[model]

@@ -146,6 +146,12 @@ class CrowdModel(nn.Module):
         """Regulariser added to the loss (0 by default)."""
         return torch.zeros((), device=next(self.parameters()).device)
 
+    def batch_loss(self, xb: torch.Tensor, logits: torch.Tensor, a_local: torch.Tensor, a_worker: torch.Tensor,
+                   a_label: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor | None:
+        """A model's own loss for a mini-batch (features ``xb``, classifier ``logits``, the batch's answers),
+        or None for the default ``crowd_nll(answer_log_probs) + penalty()`` (GeoCrowdNet, annot-mix)."""
+        return None
+
 
 @register_crowd_model("prob-transition")
 class ProbTransition(CrowdModel):
