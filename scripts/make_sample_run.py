@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from kdcrowd_core import __version__  # noqa: E402
 from kdcrowd_core import io as kio  # noqa: E402
-from kdcrowd_core.kd import KDConfig, KDCrowd  # noqa: E402
+from kdcrowd_core.kd import KDConfig  # noqa: E402
+from kdcrowd_core.kd.pipeline import train_kd  # noqa: E402
 
 SAMPLE_DIR = ROOT / "sample_data"
 OUT_DIR = SAMPLE_DIR / "run"
@@ -114,8 +115,8 @@ def make(out: Path = OUT_DIR, sample_dir: Path = SAMPLE_DIR, quiet: bool = False
             last[0] = time.time()
             print(f"  {ev.get('overall_progress', 0):5.0%} {ev.get('message', '')}", flush=True)
 
-    trainer = KDCrowd(cfg)
-    result = trainer.fit(crowd, test=test, callback=progress)
+    trainer = train_kd(crowd, cfg, test=test, callback=progress)   # the CLI's and the dashboard's pipeline
+    result = trainer.result_
     t1 = time.time()
     trainer.save(tmp / "result")
     digests = sample_digests(sample_dir)
