@@ -42,9 +42,11 @@ from kdcrowd_core.kd.pipeline import train_kd  # noqa: E402
 SAMPLE_DIR = ROOT / "sample_data"
 OUT_DIR = SAMPLE_DIR / "run"
 #: The settings of the bundled run: the trainer's defaults plus these.
-OVERRIDES = {"seed": 0, "device": "cpu"}
+#: ``select_holdout = 0``: the sample run trains on every answer (no label-free choice of the recommended model;
+#: the sample has no validation split, so the dashboard shows no recommendation for it).
+OVERRIDES = {"seed": 0, "device": "cpu", "select_holdout": 0.0}
 #: Settings allowed to differ from the current defaults without the run being stale.
-IGNORED_KEYS = ("seed", "device", "num_threads")
+IGNORED_KEYS = ("seed", "device", "num_threads", "select_holdout")
 #: The sample files, by the dashboard's upload kind (same names as dashboard/state.py SAMPLE_FILES).
 SAMPLE_FILES = {"answers": "answers.csv", "features": "features.csv", "gold": "gold.csv",
                 "test_features": "test_features.csv", "test_gold": "test_gold.csv"}
