@@ -147,8 +147,28 @@ class BaseInference:
         self.labels_ = pd.Series(data.classes.take(q.argmax(axis=1)), index=index, name="agg_label")
         if getattr(self, "worker_matrices_", None) is None or self.worker_matrices_.shape[0] != data.n_workers:
             self.worker_matrices_ = self._worker_matrices(data, q)
-        self.errors_ = matrices_to_errors(self.worker_matrices_, data)
+        self._errors_table = None  # built from worker_matrices_ on first access of errors_ (R*K x K, large for big K)
         return self
+
+    @property
+    def errors_(self) -> pd.DataFrame:
+        """Crowd-Kit's ``errors_`` (index (worker, label), columns true labels), built on first access.
+
+        Equal to ``matrices_to_errors(worker_matrices_, data_)``; lazy because with many classes the
+        table (R*K rows x K columns) is as large as the worker matrices and the trainer never reads it.
+        """
+        table = self.__dict__.get("_errors_table")
+        if table is None:
+            T = self.__dict__.get("worker_matrices_")
+            data = self.__dict__.get("data_")
+            if T is None or data is None:
+                raise AttributeError(f"{type(self).__name__} has no errors_ before fit")
+            table = self._errors_table = matrices_to_errors(T, data)
+        return table
+
+    @errors_.setter
+    def errors_(self, table: pd.DataFrame) -> None:
+        self._errors_table = table
 
     # ------------------------------------------------------------ public API
     def fit(self, data: CrowdData | pd.DataFrame, true_labels: pd.Series | None = None) -> BaseInference:
