@@ -12,7 +12,9 @@ Skipped when /usr/bin/chromium or playwright is missing.
 """
 from __future__ import annotations
 
+import io
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,46 @@ def toloka_tsv_and_features(n_items: int = 40) -> tuple[bytes, bytes]:
         feats.append(f"img_{i:03d}.jpg," + ",".join(f"{(cls * 2 - 1) * (j + 1) * 0.5 + (i % 7) * 0.01:.3f}"
                                                     for j in range(4)))
     return "\n".join(rows).encode(), "\n".join(feats).encode()
+
+
+POS = ["I love this film", "what a wonderful day", "great acting and a happy ending", "a delightful song",
+       "the best meal I have had", "lovely people, I am so glad"]
+NEG = ["I hate this film", "what an awful day", "terrible acting and a sad ending", "a dreadful song",
+       "the worst meal I have had", "rude people, I am so angry"]
+
+
+def sentiment_csv() -> bytes:
+    rows = ["text,annotator,sentiment"]
+    for k, t in enumerate(POS + NEG):
+        truth = "positive" if k < len(POS) else "negative"
+        for w in range(3):
+            flip = {"positive": "negative", "negative": "positive"}[truth]
+            rows.append(f'"{t}",annotator_{w},{truth if (k + w) % 4 else flip}')
+    return "\n".join(rows).encode()
+
+
+def drawn_images(n: int = 12) -> tuple[bytes, bytes]:
+    """A zip of small drawn pictures (red or blue shapes) and answers naming them by file stem."""
+    from PIL import Image, ImageDraw
+    buf = io.BytesIO()
+    rows = ["item,worker,label"]
+    with zipfile.ZipFile(buf, "w") as z:
+        for i in range(n):
+            red = i % 2 == 0
+            img = Image.new("RGB", (96, 72), (245, 245, 240))
+            draw = ImageDraw.Draw(img)
+            colour = (210, 40, 40) if red else (40, 70, 210)
+            if i % 3:
+                draw.ellipse([12, 8, 84, 64], fill=colour)
+            else:
+                draw.rectangle([14, 10, 82, 62], fill=colour)
+            b = io.BytesIO()
+            img.save(b, format="PNG")
+            z.writestr(f"shapes/shape_{i:02d}.png", b.getvalue())
+            for w in range(3):
+                ok = (i + w) % 5 != 0
+                rows.append(f"shape_{i:02d},worker_{w},{'red' if red == ok else 'blue'}")
+    return buf.getvalue(), "\n".join(rows).encode()
 
 
 def labelme_answers_txt(n_items: int = 30, n_workers: int = 6) -> bytes:
@@ -142,7 +184,7 @@ def short_training(page, home: Path) -> None:
     goto_page(page, "Train")
     for label in ("Teacher epochs", "Student epochs", "Stage-2 epochs"):
         box = page.get_by_label(label, exact=True)
-        box.fill("2")
+        box.fill("1")
         box.press("Tab")
     page.get_by_text("More settings").first.click()
     folds = page.get_by_label("Cross-fit folds (0/1 = off)", exact=True)
@@ -225,8 +267,8 @@ def test_label_studio_csv_columns_picked_in_the_browser(server, context):
     assert_no_exception(tab)
 
 
-def test_toloka_url_ids_with_features_keyed_by_file_name_then_train(server, context):
-    url, home = server
+def test_toloka_url_ids_with_features_keyed_by_file_name(server, context):
+    url, _home = server
     answers, features = toloka_tsv_and_features()
     page = context.new_page()
     open_data(page, url)
@@ -249,19 +291,6 @@ def test_toloka_url_ids_with_features_keyed_by_file_name_then_train(server, cont
     STATE["toloka"] = dataset_id(page)
     shot(page, "4_toloka_features_matched")
 
-    # train on it; Results shows this dataset's run...
-    short_training(page, home)
-    goto_page(page, "Results")
-    page.get_by_text("Before and after", exact=True).first.wait_for(timeout=60_000)
-    assert_no_exception(page)
-    shot(page, "5_toloka_results")
-    # ...and only this dataset's: the Label Studio dataset has none, and the page says so
-    page.goto(f"{url}/?dataset={STATE['label_studio']}")
-    page.locator("h1").filter(has_text="Data").wait_for(timeout=60_000)
-    wait_idle(page, 120)
-    goto_page(page, "Results")
-    page.get_by_text("No finished training run on this dataset").first.wait_for(timeout=30_000)
-    assert page.get_by_text("Before and after", exact=True).count() == 0
 
 
 def test_labelme_answers_txt_with_class_names(server, context):
@@ -283,3 +312,72 @@ def test_labelme_answers_txt_with_class_names(server, context):
         '[data-testid="stMain"]').inner_text()
     assert_no_exception(page)
     shot(page, "6_labelme_class_names")
+
+
+def wait_features(page, n_features: int, timeout: float = 420_000) -> None:
+    """Wait for the background featurizing to finish and its features to be in the dataset."""
+    page.locator('[data-testid="stSidebar"]').get_by_text(f"{n_features} features").first.wait_for(timeout=timeout)
+    wait_idle(page, 120)
+
+
+@pytest.mark.timeout(600)
+def test_text_csv_trained_from_its_texts(server, context):
+    url, home = server
+    page = context.new_page()
+    open_data(page, url)
+    upload_bytes(page, "Annotations", "reviews.csv", sentiment_csv())
+    # no item column by name: the texts are the items; the label column is picked too
+    page.get_by_text("Adjust how this file is read").first.wait_for(timeout=30_000)
+    pick(page, "Item column", "text")
+    if page.get_by_text("Loaded annotations from reviews.csv").count() == 0:
+        pick(page, "Label column", "sentiment")
+    page.get_by_text("Loaded annotations from reviews.csv").first.wait_for(timeout=60_000)
+    assert (metric(page, "Items"), metric(page, "Classes")) == ("12", "2")
+    # the texts become features (MiniLM), in the background, with a progress bar in the sidebar
+    page.get_by_role("button", name="Take the texts from the annotations file").click()
+    wait_features(page, 384)
+    assert_no_exception(page)
+    shot(page, "7_texts_features_built")
+    short_training(page, home)
+    goto_page(page, "Results")
+    page.get_by_text("Before and after", exact=True).first.wait_for(timeout=60_000)
+    assert_no_exception(page)
+    goto_page(page, "Item quality")
+    assert_no_exception(page)
+    shot(page, "8_texts_item_quality")
+
+
+@pytest.mark.timeout(600)
+def test_zip_of_pictures_trained_from_its_pictures(server, context):
+    url, home = server
+    zipped, answers = drawn_images()
+    page = context.new_page()
+    open_data(page, url)
+    upload_bytes(page, "Annotations", "shape_colours.csv", answers)
+    page.get_by_text("Loaded annotations from shape_colours.csv").first.wait_for(timeout=60_000)
+    expand(page, "Item content: the texts or pictures of the items (optional)")
+    upload_bytes(page, "Item content", "shapes.zip", zipped, mime="application/zip")
+    wait_features(page, 1280)
+    assert_no_exception(page)
+    did = dataset_id(page)
+    short_training(page, home)
+    goto_page(page, "Results")
+    page.get_by_text("Before and after", exact=True).first.wait_for(timeout=60_000)
+    assert_no_exception(page)
+    goto_page(page, "Item quality")
+    assert_no_exception(page)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+    shot(page, "9_pictures_item_quality")
+    # Results shows only the open dataset's runs: the Label Studio dataset has none, and says so
+    page.goto(f"{url}/?dataset={STATE['label_studio']}")
+    page.locator("h1").filter(has_text="Data").wait_for(timeout=60_000)
+    wait_idle(page, 120)
+    goto_page(page, "Results")
+    page.get_by_text("No finished training run on this dataset").first.wait_for(timeout=30_000)
+    assert page.get_by_text("Before and after", exact=True).count() == 0
+    # and going back to the pictures' dataset shows its run again
+    page.goto(f"{url}/?dataset={did}")
+    page.locator("h1").filter(has_text="Data").wait_for(timeout=60_000)
+    wait_idle(page, 120)
+    goto_page(page, "Results")
+    page.get_by_text("Before and after", exact=True).first.wait_for(timeout=60_000)
