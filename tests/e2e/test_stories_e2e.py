@@ -13,7 +13,9 @@ Skipped when /usr/bin/chromium or playwright is missing.
 from __future__ import annotations
 
 import io
+import sqlite3
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -180,6 +182,14 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"stories_{name}.png"), full_page=True)
 
 
+def run_ids(home: Path) -> set[str]:
+    con = sqlite3.connect(home / "runs.sqlite")
+    try:
+        return {r[0] for r in con.execute("SELECT id FROM runs")}
+    finally:
+        con.close()
+
+
 def short_training(page, home: Path) -> None:
     goto_page(page, "Train")
     for label in ("Teacher epochs", "Student epochs", "Stage-2 epochs"):
@@ -191,8 +201,13 @@ def short_training(page, home: Path) -> None:
     folds.fill("0")
     folds.press("Tab")
     wait_idle(page)
+    before = run_ids(home)
     page.get_by_role("button", name="Start training").click()
-    wait_run_done(home)
+    deadline = time.time() + 120
+    while not (run_ids(home) - before):     # the click reaches the server: a new run is in the store
+        assert time.time() < deadline, "no run started within 120 s"
+        time.sleep(0.5)
+    wait_run_done(home)                     # ... and it is the newest one
     page.get_by_text("Cancel the run").wait_for(state="detached", timeout=60_000)
     wait_idle(page)
     assert_no_exception(page)
@@ -342,9 +357,11 @@ def test_text_csv_trained_from_its_texts(server, context):
     goto_page(page, "Results")
     page.get_by_text("Before and after", exact=True).first.wait_for(timeout=60_000)
     assert_no_exception(page)
-    goto_page(page, "Item quality")
+    goto_page(page, "Disagreement")   # the contested items, shown with their texts
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
+    wait_idle(page)
     assert_no_exception(page)
-    shot(page, "8_texts_item_quality")
+    shot(page, "8_texts_contested_items")
 
 
 @pytest.mark.timeout(600)
@@ -364,10 +381,11 @@ def test_zip_of_pictures_trained_from_its_pictures(server, context):
     goto_page(page, "Results")
     page.get_by_text("Before and after", exact=True).first.wait_for(timeout=60_000)
     assert_no_exception(page)
-    goto_page(page, "Item quality")
+    goto_page(page, "Disagreement")   # the contested items, shown with their pictures
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
+    wait_idle(page)
     assert_no_exception(page)
-    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
-    shot(page, "9_pictures_item_quality")
+    shot(page, "9_pictures_contested_items")
     # Results shows only the open dataset's runs: the Label Studio dataset has none, and says so
     page.goto(f"{url}/?dataset={STATE['label_studio']}")
     page.locator("h1").filter(has_text="Data").wait_for(timeout=60_000)
