@@ -2,7 +2,7 @@
 
 The EM steps are small pure functions over an :class:`~._sparse.AnswerOperator`
 (``confusion_counts``, ``log_confusion``, ``log_prior``, ``center_rows``,
-``e_step_logits``, ``posteriors``, ``elbo``) so that chunked and distributed
+``e_step_logits``, ``posteriors``, ``softmax_entropy``, ``elbo``) so that chunked and distributed
 versions can reuse them: counts and prior sums add up across chunks/ranks.
 """
 from __future__ import annotations
@@ -78,16 +78,29 @@ def e_step_logits(op: AnswerOperator, logT_centered: torch.Tensor, log_pi: torch
     return g
 
 
-def posteriors(g: torch.Tensor) -> torch.Tensor:
-    """Softmax over classes of the logits ``g`` (N, K); ``g`` is left untouched."""
-    q = g - g.amax(dim=1, keepdim=True)
+def posteriors(g: torch.Tensor, out: torch.Tensor | None = None, with_lse: bool = False):
+    """Softmax over classes of the logits ``g`` (N, K) into ``out`` (a new array if None); ``g`` is kept.
+
+    ``with_lse``: also return the per-item log normaliser ``logsumexp(g)`` (N,).
+    """
+    m = g.amax(dim=1, keepdim=True)
+    q = torch.sub(g, m, out=out) if out is not None else g - m
     q.exp_()
-    q /= q.sum(dim=1, keepdim=True)
+    z = q.sum(dim=1, keepdim=True)
+    q /= z
+    if with_lse:
+        return q, (m + z.log()).squeeze(1)
     return q
 
 
+def softmax_entropy(q: torch.Tensor, g: torch.Tensor, lse: torch.Tensor, work: torch.Tensor | None = None) -> float:
+    """``-sum q log q`` for ``q = softmax(g)`` without a log per entry: ``sum lse - sum q * g``."""
+    return float(lse.sum()) - float(torch.mul(q, g, out=work).sum() if work is not None else (q * g).sum())
+
+
 def elbo(q: torch.Tensor, g: torch.Tensor, shift_total: float, log_pi: torch.Tensor | None = None,
-         extra_prior_weight: torch.Tensor | None = None) -> float:
+         extra_prior_weight: torch.Tensor | None = None, work: torch.Tensor | None = None,
+         entropy: float | None = None) -> float:
     """Evidence lower bound ``sum q * (log pi + sum log T) + H(q)`` (float64 accumulation).
 
     ``g`` are the centred logits and ``shift_total`` the sum over answers of the row maxima
@@ -95,8 +108,11 @@ def elbo(q: torch.Tensor, g: torch.Tensor, shift_total: float, log_pi: torch.Ten
     Crowd-Kit's loss counts ``log pi`` once per answer instead of once per item: pass
     ``log_pi`` and ``extra_prior_weight`` = answers per item minus one to get its value.
     """
-    joint = float((q * g).sum(dtype=torch.float64))
-    entropy = -float(torch.special.xlogy(q, q).sum(dtype=torch.float64))
+    # torch's sums are cascaded (accurate in float32); ``work`` (N, K) saves two allocations
+    joint = float(torch.mul(q, g, out=work).sum() if work is not None else (q * g).sum())
+    if entropy is None:  # else given by softmax_entropy, cheaper
+        entropy = -float(torch.special.xlogy(q, q, out=work).sum() if work is not None
+                         else torch.special.xlogy(q, q).sum())
     extra = 0.0
     if extra_prior_weight is not None:
         extra = float(((extra_prior_weight @ q) * log_pi).sum(dtype=torch.float64))
@@ -312,13 +328,18 @@ class DawidSkene(BaseInference):
         converged = False
         it = 0
         loss = -math.inf
+        work = torch.empty_like(g) if self.n_iter else None
         for it in range(1, self.n_iter + 1):
-            q = clamp(posteriors(g))
+            q, lse = posteriors(g, out=q if it > 1 else None, with_lse=True)
+            ent = softmax_entropy(q, g, lse, work)
+            if gold_idx is not None:  # clamped rows are one-hot: no entropy
+                ent -= softmax_entropy(q[gold_idx], g[gold_idx], lse[gold_idx])
+            q = clamp(q)
             log_pi = log_prior(q, self.prior_alpha)
             logT = log_confusion(confusion_counts(op, q), K, self.alpha)
             logTc, shift = center_rows(logT)
             g = e_step_logits(op, logTc, log_pi)
-            new_loss = elbo(q, g, _shift_total(op, shift), log_pi, extra_w) / n_ans
+            new_loss = elbo(q, g, _shift_total(op, shift), log_pi, extra_w, work, ent) / n_ans
             history.append(new_loss)
             if self.callback is not None:
                 self.callback(it, new_loss)
