@@ -31,7 +31,7 @@ import torch
 from ..data import CrowdData
 from ..device import resolve_device
 from ..errors import CrowdDataError
-from ._sparse import AnswerOperator
+from ._sparse import AnswerOperator, cpu_threads
 from .base import BaseInference, register
 
 _EPS = 1e-10
@@ -127,13 +127,18 @@ class HierarchicalDawidSkene(BaseInference):
     se_rule: float = 1.0
     min_strength_per_class: float = 0.0
     score: str = "information"
-    max_score_answers: int = 200_000
+    max_score_answers: int = 20_000
     use_gold: bool = True
     device: str = "auto"
     dtype: str = "float64"
     callback: Callable[[int, float], None] | None = field(default=None, compare=False)
 
     def _fit(self, data: CrowdData) -> np.ndarray:
+        # one thread for small fits, idle cores only for large ones (a busy machine: see threads.py)
+        with cpu_threads(data.n_answers, None):
+            return self._fit_threads(data)
+
+    def _fit_threads(self, data: CrowdData) -> np.ndarray:
         dev = resolve_device(self.device)
         if dev.type == "mps":
             dev = torch.device("cpu")
@@ -163,7 +168,7 @@ class HierarchicalDawidSkene(BaseInference):
             return q
 
         # the strength scores hold (sample x K) numbers: fewer sampled answers when K is large
-        n_score = min(self.max_score_answers, max(2_000, 4_000_000 // max(data.n_classes, 1)))
+        n_score = min(self.max_score_answers, max(2_000, 400_000 // max(data.n_classes, 1)))
         self._sample = _answer_sample(data, n_score, dev)
         n_votes = torch.bincount(torch.from_numpy(data.item).to(dev), minlength=data.n_items).to(dt)
         self._sample_votes = (op.soft_mv * n_votes[:, None])[self._sample[2]]
@@ -173,7 +178,8 @@ class HierarchicalDawidSkene(BaseInference):
         history: list[float] = []
         converged, it = False, 0
         for it in range(1, self.n_iter + 1):
-            logT, log_prior = self._m_step(op, q, grid)
+            # the prior strengths settle within a few iterations: search them at 1-4, then every 5th
+            logT, log_prior = self._m_step(op, q, grid, search=it <= 4 or it % 5 == 0)
             q, ll = _e_step(op, logT, log_prior)
             q = clamp(q)
             history.append(ll / n_ans)
@@ -182,7 +188,7 @@ class HierarchicalDawidSkene(BaseInference):
             if len(history) > 1 and abs(history[-1] - history[-2]) < self.tol:
                 converged = True
                 break
-        logT, log_prior = self._m_step(op, q, grid)
+        logT, log_prior = self._m_step(op, q, grid, search=True)
         R, K = op.R, op.K
         self.worker_matrices_ = logT.exp().reshape(R, K, K).transpose(1, 2).double().cpu().numpy()
         self.prior_ = log_prior.exp().double().cpu().numpy()
@@ -194,7 +200,7 @@ class HierarchicalDawidSkene(BaseInference):
         self.timings_ = {"total": time.perf_counter() - t_start}
         return q.double().cpu().numpy()
 
-    def _m_step(self, op: AnswerOperator, q: torch.Tensor, grid: torch.Tensor):
+    def _m_step(self, op: AnswerOperator, q: torch.Tensor, grid: torch.Tensor, search: bool = True):
         """Posterior-mean worker matrices under the empirical-Bayes hierarchical prior."""
         R, K = op.R, op.K
         counts = op.scatter_sum(q).reshape(R, K, K).transpose(1, 2)   # C[r, true j, answer c]
@@ -210,13 +216,16 @@ class HierarchicalDawidSkene(BaseInference):
         correct = counts.diagonal(dim1=1, dim2=2).sum(dim=1)
         total = counts.sum(dim=(1, 2))
         crowd_acc = (correct.sum() / total.sum().clamp_min(_EPS)).clamp(1e-3, 1 - 1e-3)
-        worker, label, item = self._sample
-        q_ans = q[item]
-        q_loo = self._posterior_without_answer(q_ans, worker, label, K)
-        p_correct = q_ans.gather(1, label[:, None])[:, 0]
-        p_loo = q_loo.gather(1, label[:, None])[:, 0]
-        k = _one_se_choice(_loo_accuracy_score(p_correct, p_loo, correct, total, worker, crowd_acc, K, self._acc_grid),
-                           self._acc_grid, self.se_rule)
+        if search:
+            worker, label, item = self._sample
+            q_ans = q[item]
+            q_loo = self._posterior_without_answer(q_ans, worker, label, K)
+            p_correct = q_ans.gather(1, label[:, None])[:, 0]
+            p_loo = q_loo.gather(1, label[:, None])[:, 0]
+            k = _one_se_choice(_loo_accuracy_score(p_correct, p_loo, correct, total, worker, crowd_acc, K,
+                                                   self._acc_grid), self._acc_grid, self.se_rule)
+        else:
+            k = torch.tensor(self.accuracy_strength_, dtype=q.dtype, device=q.device)
         acc = ((correct + k * crowd_acc) / (total + k)).clamp(1e-4, 1 - 1e-4)
         self._accuracy, self.accuracy_strength_ = acc, float(k)
         # prior means: the worker's one-coin matrix with the crowd's error pattern
@@ -224,8 +233,12 @@ class HierarchicalDawidSkene(BaseInference):
         mean = torch.where(eye[None], acc[:, None, None].expand(R, K, K), mean)
         mean = mean.clamp_min(1e-6)
         mean = mean / mean.sum(dim=2, keepdim=True)
-        prior = q.mean(dim=0) if self.score == "information" else None
-        s = _one_se_choice(_loo_matrix_score(counts, mean, q_ans, q_loo, worker, label, grid, prior), grid, self.se_rule)
+        if search:
+            prior = q.mean(dim=0) if self.score == "information" else None
+            s = _one_se_choice(_loo_matrix_score(counts, mean, q_ans, q_loo, worker, label, grid, prior), grid,
+                               self.se_rule)
+        else:
+            s = torch.tensor(self.strength_, dtype=q.dtype, device=q.device)
         self.strength_ = float(s)
         self.pooled_matrix_ = pooled.double().cpu().numpy()
         T = (counts + s * mean) / (counts.sum(dim=2, keepdim=True) + s)
