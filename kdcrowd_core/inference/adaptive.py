@@ -5,18 +5,18 @@ a matrix made of noise, and on crowds of such workers one-coin DS or majority vo
 DS fits one number per worker and collapses where workers confuse particular classes. This model
 sits between the two and lets the data say where:
 
-- every worker's matrix has a Dirichlet prior whose mean is that worker's **one-coin matrix with the
-  crowd's error pattern**: ``M_r[j, j] = a_r`` and ``M_r[j, c] = (1 - a_r) * P[j, c] / (1 - P[j, j])``
-  for ``c != j``, where ``P`` is the matrix pooled over all workers and ``a_r`` the worker's accuracy
-  (itself shrunk towards the crowd's accuracy with a Beta prior);
-- the prior strength ``s`` (pseudo-answers per row) and the accuracy prior strength ``k`` are chosen at
-  every M-step by **empirical Bayes**: the values on a log grid that maximise the Dirichlet-multinomial
-  (Beta-binomial) marginal likelihood of the workers' expected counts;
+- every worker's matrix has a Dirichlet prior whose mean is that worker's **one-coin matrix**:
+  ``M_r[j, j] = a_r``, the rest of the row uniform (or the crowd's pooled error pattern, an option),
+  where ``a_r`` is the worker's accuracy shrunk towards the crowd's with a Beta prior;
 - the M-step is the posterior mean ``T_r[j] = (C_r[j] + s M_r[j]) / (n_rj + s)``: a worker with few
-  answers stays near its one-coin matrix, a worker with many answers gets its own full matrix.
+  answers stays near its one-coin matrix, a worker with many answers gets its own full matrix;
+- the prior strengths ``s`` and ``k`` are chosen without labels (empirical Bayes by cross-validation):
+  on a log grid, the value with the best **leave-one-answer-out information score** — each sampled
+  answer predicted from the item's other answers and the worker's other answers, relative to predicting
+  it from the class prior — under the one-standard-error rule (the most pooling within noise).
 
-Everything is vectorised over the sparse answers (the same operators as Dawid-Skene), so it runs in
-the same speed class; the grid search costs O(grid x R x K^2) per iteration.
+Everything is vectorised over the sparse answers (the same operators as Dawid-Skene); the strength search
+costs O(grid x sample x K) at iterations 1-4 and every 5th.  See docs/inference.md for what was measured.
 """
 from __future__ import annotations
 
@@ -101,9 +101,20 @@ class HierarchicalDawidSkene(BaseInference):
         Maximum number of EM iterations.
     tol : float, default 1e-6
         Tolerance on the change of the mean log-likelihood per answer.
-    strength_grid : tuple of float
-        Candidate prior strengths for the empirical-Bayes choice (both the matrix prior and the
-        accuracy prior).
+    strength_grid, accuracy_strength_grid : tuple of float
+        Candidate strengths (pseudo-answers) of the matrix prior and of the accuracy prior.
+    se_rule : float, default 1.0
+        Pick the largest strength whose score is within this many standard errors of the best (0 = the best).
+    error_pattern : {"uniform", "pooled"}, default "uniform"
+        Off-diagonal of the prior mean: uniform (one-coin), or the crowd's pooled error pattern
+        (experimental: measured, not adopted).
+    score : {"information", "predictive"}, default "information"
+        Strength criterion: leave-one-out log predictive of each answer minus its log predictive from the
+        class prior ("information"), or the plain log predictive (experimental: measured, not adopted).
+    min_strength_per_class : float, default 0.0
+        Floor of the matrix strength, in pseudo-answers per class (experimental: measured, not adopted).
+    max_score_answers : int, default 20,000
+        Answers sampled (fixed seed) to score the strengths; fewer when K is large.
     use_gold : bool, default True
         Clamp the posteriors of items with gold labels.
     device : str, default "auto"
@@ -147,8 +158,14 @@ class HierarchicalDawidSkene(BaseInference):
             raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
         if self.n_iter < 1:
             raise CrowdDataError("n_iter must be at least 1.")
-        if len(self.strength_grid) == 0 or min(self.strength_grid) <= 0:
-            raise CrowdDataError("strength_grid must hold positive numbers.")
+        for name in ("strength_grid", "accuracy_strength_grid"):
+            values = getattr(self, name)
+            if len(values) == 0 or min(values) <= 0:
+                raise CrowdDataError(f"{name} must hold positive numbers.")
+        if self.error_pattern not in ("uniform", "pooled"):
+            raise CrowdDataError(f"error_pattern must be 'uniform' or 'pooled', got {self.error_pattern!r}.")
+        if self.score not in ("information", "predictive"):
+            raise CrowdDataError(f"score must be 'information' or 'predictive', got {self.score!r}.")
         t_start = time.perf_counter()
         op = AnswerOperator(data, dev, dt)
         floor = self.min_strength_per_class * data.n_classes
