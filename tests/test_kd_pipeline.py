@@ -12,7 +12,7 @@ import torch
 from kdcrowd_core.cli import main
 from kdcrowd_core.kd import KDConfig, KDCrowd, KDResult, TEACHERS
 from kdcrowd_core.kd.pipeline import hold_out_gold, leave_out_items, train_kd
-from kdcrowd_core.kd.recommend import choose, hold_out_answers
+from kdcrowd_core.kd.recommend import DEFAULT_CRITERION, choose, hold_out_answers
 from kdcrowd_core.simulate import simulate_crowd
 
 
@@ -64,7 +64,7 @@ def test_choose_says_when_the_student_did_not_beat_the_teacher():
     final, _ = choose({"teacher": 0.8, "student": 0.8, "stage2": 0.8}, "validation accuracy")
     assert final == "stage2"                                            # ties: the pipeline's last output
     final, rec = choose({}, "none")
-    assert final == "stage2" and rec["criterion"] == "none"
+    assert final == "stage2" and rec["criterion"] == DEFAULT_CRITERION
 
 
 def test_recommended_model_with_and_without_validation(sim, tmp_path):
@@ -79,13 +79,13 @@ def test_recommended_model_with_and_without_validation(sim, tmp_path):
     assert np.allclose(tr.predict_proba(s.test_features[:5], model="final"),
                        tr.predict_proba(s.test_features[:5], model=r.final))
     # without validation data: a share of the answers is held out and scores the three classifiers
-    r2 = train_kd(data, tiny(), test=test).result_
+    r2 = train_kd(data, tiny(select_holdout=0.1), test=test).result_
     assert r2.final_model["criterion"] == "held-out answer likelihood"
     assert r2.final_model["heldout_answers"] == round(0.1 * data.n_answers)
     sc = r2.final_model["scores"]
     assert set(sc) == {"teacher", "student", "stage2"} and sc[r2.final] == max(sc.values())
-    r3 = train_kd(data, tiny(select_holdout=0.0), test=test).result_
-    assert r3.final == "stage2" and r3.final_model["criterion"] == "none"
+    r3 = train_kd(data, tiny(), test=test).result_          # the default: no answer held out, stage 2
+    assert r3.final == "stage2" and r3.final_model["criterion"] == DEFAULT_CRITERION and r3.final_model["note"]
     r.save(tmp_path / "run")
     back = KDResult.load(tmp_path / "run")
     assert back.final == r.final and back.final_model["note"] == r.final_model["note"]
