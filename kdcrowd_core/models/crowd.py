@@ -221,8 +221,9 @@ class AggNet(CrowdModel):
         R, K = self.n_workers, self.n_classes
         counts = torch.zeros(R * K, K, dtype=torch.float32, device=q.device)
         counts.index_add_(0, worker * K + label, q[item].float())
-        T = counts.view(R, K, K).transpose(1, 2) + self.alpha   # [r, j, c]
-        self.T.copy_(T / T.sum(dim=2, keepdim=True))
+        # in place: with many classes each R x K x K temporary is large (R=100, K=1000: 400 MB)
+        T = counts.add_(self.alpha).view(R, K, K).transpose(1, 2)   # [r, j, c]
+        self.T.copy_(T.div_(T.sum(dim=2, keepdim=True)))
 
 
 class _CrowdLayerBase(CrowdModel):
