@@ -92,8 +92,10 @@ def expected_confusion(data: CrowdData, q: np.ndarray, alpha: float = 1.0) -> np
     key = data.worker * K + data.label
     counts = np.zeros((R * K, K))
     np.add.at(counts, key, q[data.item]) if data.n_answers < 50_000 else _index_add(counts, key, q[data.item])
-    T = counts.reshape(R, K, K).transpose(0, 2, 1) + alpha  # [r, j, c]
-    return T / T.sum(axis=2, keepdims=True)
+    T = counts.reshape(R, K, K).transpose(0, 2, 1)  # [r, j, c]; in place: large for many classes
+    T += alpha
+    T /= T.sum(axis=2, keepdims=True)
+    return T
 
 
 def _index_add(out: np.ndarray, index: np.ndarray, rows: np.ndarray) -> np.ndarray:
