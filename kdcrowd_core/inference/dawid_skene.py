@@ -322,8 +322,6 @@ class DawidSkene(BaseInference):
         _sync(dev)
         t_em = time.perf_counter()
         n_ans = float(data.n_answers)
-        # Crowd-Kit's loss: log prior once per answer (see elbo)
-        extra_w = torch.from_numpy(data.answers_per_item() - 1.0).to(dev, dt)
         history: list[float] = []
         converged = False
         it = 0
@@ -335,11 +333,16 @@ class DawidSkene(BaseInference):
             if gold_idx is not None:  # clamped rows are one-hot: no entropy
                 ent -= softmax_entropy(q[gold_idx], g[gold_idx], lse[gold_idx])
             q = clamp(q)
-            log_pi = log_prior(q, self.prior_alpha)
-            logT = log_confusion(confusion_counts(op, q), K, self.alpha)
+            q_mass = q.sum(dim=0)
+            log_pi = log_prior(q, self.prior_alpha, total=q_mass)
+            counts = confusion_counts(op, q)
+            logT = log_confusion(counts, K, self.alpha)
             logTc, shift = center_rows(logT)
             g = e_step_logits(op, logTc, log_pi)
-            new_loss = elbo(q, g, _shift_total(op, shift), log_pi, extra_w, work, ent) / n_ans
+            # Crowd-Kit counts log pi once per answer: the extra (answers - 1) per item, summed over items,
+            # is the answers' posterior mass (column sums of the small counts table) minus the items' mass
+            extra = float(((counts.sum(dim=0) - q_mass) * log_pi).sum(dtype=torch.float64))
+            new_loss = (elbo(q, g, _shift_total(op, shift), work=work, entropy=ent) + extra) / n_ans
             history.append(new_loss)
             if self.callback is not None:
                 self.callback(it, new_loss)
