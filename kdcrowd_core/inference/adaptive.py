@@ -31,7 +31,7 @@ import torch
 from ..data import CrowdData
 from ..device import resolve_device
 from ..errors import CrowdDataError
-from ._sparse import AnswerOperator, cpu_threads
+from ._sparse import AnswerOperator, clamp_gold, cpu_threads
 from .base import BaseInference, register
 
 _EPS = 1e-10
@@ -172,17 +172,8 @@ class HierarchicalDawidSkene(BaseInference):
         grid = sorted({max(float(v), floor) for v in self.strength_grid})
         grid = torch.tensor(grid, dtype=dt, device=dev)
         self._acc_grid = torch.tensor(sorted(self.accuracy_strength_grid), dtype=dt, device=dev)
-        gold_idx = gold_val = None
-        if self.use_gold and data.has_gold:
-            m = data.gold >= 0
-            gold_idx = torch.from_numpy(np.nonzero(m)[0]).to(dev)
-            gold_val = torch.from_numpy(data.gold[m]).to(dev)
-
         def clamp(q: torch.Tensor) -> torch.Tensor:
-            if gold_idx is not None:
-                q[gold_idx] = 0
-                q[gold_idx, gold_val] = 1
-            return q
+            return clamp_gold(q, data) if self.use_gold else q
 
         # the strength scores hold (sample x K) numbers: fewer sampled answers when K is large
         n_score = min(self.max_score_answers, max(2_000, 400_000 // max(data.n_classes, 1)))
