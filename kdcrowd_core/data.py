@@ -159,35 +159,10 @@ def _normalise_labels(values: pd.Series) -> pd.Series:
     return s
 
 
-@dataclass
-class CrowdData:
-    """Crowd answers, sparse and long.
+class AnswerSizes:
+    """Sizes and counts derived from the answer arrays (``item``, ``worker``, ``gold``) and the index maps
+    (``item_ids``, ``worker_ids``, ``classes``); shared by :class:`CrowdData` and the chunked reader's shards."""
 
-    Attributes
-    ----------
-    item, worker, label : int64 arrays of shape (n_answers,)
-        Codes into ``item_ids``, ``worker_ids`` and ``classes``.
-    item_ids, worker_ids, classes : pandas.Index
-        The user's item ids, worker ids and label names.
-    gold : int64 array (n_items,) or None
-        Gold class code per item, ``-1`` where unknown.
-    features : float32 array (n_items, d) or None
-    feature_names : list of str or None
-    report : list of ReadReport
-    """
-
-    item: np.ndarray
-    worker: np.ndarray
-    label: np.ndarray
-    item_ids: pd.Index
-    worker_ids: pd.Index
-    classes: pd.Index
-    gold: np.ndarray | None = None
-    features: np.ndarray | None = None
-    feature_names: list[str] | None = None
-    report: list[ReadReport] = field(default_factory=list)
-
-    # ------------------------------------------------------------------ sizes
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
@@ -219,6 +194,36 @@ class CrowdData:
 
     def answers_per_worker(self) -> np.ndarray:
         return np.bincount(self.worker, minlength=self.n_workers)
+
+
+@dataclass
+class CrowdData(AnswerSizes):
+    """Crowd answers, sparse and long.
+
+    Attributes
+    ----------
+    item, worker, label : int64 arrays of shape (n_answers,)
+        Codes into ``item_ids``, ``worker_ids`` and ``classes``.
+    item_ids, worker_ids, classes : pandas.Index
+        The user's item ids, worker ids and label names.
+    gold : int64 array (n_items,) or None
+        Gold class code per item, ``-1`` where unknown.
+    features : float32 array (n_items, d) or None
+    feature_names : list of str or None
+    report : list of ReadReport
+    """
+
+    item: np.ndarray
+    worker: np.ndarray
+    label: np.ndarray
+    item_ids: pd.Index
+    worker_ids: pd.Index
+    classes: pd.Index
+    gold: np.ndarray | None = None
+    features: np.ndarray | None = None
+    feature_names: list[str] | None = None
+    report: list[ReadReport] = field(default_factory=list)
+
 
     def label_counts(self) -> np.ndarray:
         return np.bincount(self.label, minlength=self.n_classes)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from ..data import CrowdData, ReadReport, _coerce_like, _normalise_labels, _sorted_unique
+from ..data import AnswerSizes, CrowdData, ReadReport, _coerce_like, _normalise_labels, _sorted_unique
 from ..errors import CrowdDataError, opt
 from ._build import to_plain_index
 from ._columns import detect_roles
@@ -55,7 +55,7 @@ def _single(obj: Any) -> list:
 
 
 @dataclass
-class CompactAnswers:
+class CompactAnswers(AnswerSizes):
     """Answers of one shard as compact arrays (duck-compatible with :class:`CrowdData` for inference).
 
     Attributes
@@ -78,39 +78,6 @@ class CompactAnswers:
     total_answers: int = 0
     rank: int = 0
     world: int = 1
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
-
-    @property
-    def n_workers(self) -> int:
-        return len(self.worker_ids)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def n_answers(self) -> int:
-        return int(self.item.shape[0])
-
-    @property
-    def has_gold(self) -> bool:
-        return self.gold is not None and bool(np.any(self.gold >= 0))
-
-    @property
-    def gold_mask(self) -> np.ndarray:
-        if self.gold is None:
-            return np.zeros(self.n_items, dtype=bool)
-        return self.gold >= 0
-
-    def answers_per_item(self) -> np.ndarray:
-        return np.bincount(self.item, minlength=self.n_items)
-
-    def answers_per_worker(self) -> np.ndarray:
-        """Answers per worker on this shard."""
-        return np.bincount(self.worker, minlength=self.n_workers)
 
     @property
     def nbytes(self) -> int:
