@@ -26,7 +26,7 @@ from typing import Any
 
 from kdcrowd_core import paths
 
-from .runs_db import data_home
+from .runs_db import connect, data_home, fetch_all
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -101,17 +101,10 @@ class DatasetStore:
 
     # ------------------------------------------------------------ plumbing
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.row_factory = sqlite3.Row
-        return con
+        return connect(self.path)
 
     def _exec(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        con = self._connect()
-        try:
-            return con.execute(sql, args).fetchall()
-        finally:
-            con.close()
+        return fetch_all(self.path, sql, args)
 
     @staticmethod
     def _record(row: sqlite3.Row) -> DatasetRecord:

@@ -118,6 +118,24 @@ def data_home(setting: str | os.PathLike | None = None) -> Path:
     return paths.data_home(setting)
 
 
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the store (the runs and the datasets tables): autocommit, WAL, rows as mappings."""
+    con = sqlite3.connect(path, timeout=30, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.row_factory = sqlite3.Row
+    return con
+
+
+def fetch_all(path: Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    """Run one statement on a fresh connection and return its rows."""
+    con = connect(path)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
 @dataclass
 class RunRecord:
     """One row of the ``runs`` table, with JSON columns decoded."""
@@ -193,18 +211,10 @@ class RunStore:
 
     # ------------------------------------------------------------ plumbing
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.row_factory = sqlite3.Row
-        return con
+        return connect(self.path)
 
     def _exec(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        con = self._connect()
-        try:
-            return con.execute(sql, args).fetchall()
-        finally:
-            con.close()
+        return fetch_all(self.path, sql, args)
 
     @staticmethod
     def _record(row: sqlite3.Row) -> RunRecord:
