@@ -285,7 +285,7 @@ def run_predictions(result, data: CrowdData) -> RunView:
     """Align a KD-Crowd result (``KDResult``) with ``data``'s items; raise CrowdDataError when they don't match.
 
     The model's second opinion is, in order of preference: out-of-fold classifier probabilities
-    (``probas["oof"]`` when the run saved them), else the student classifier's probabilities.  The label
+    (``result.oof_probas``: the cross-fit teacher folds' classifiers, each on the items it never saw), else the student classifier's probabilities.  The label
     shown is the recommended model's (``summary()["final_model"]`` when the run has it), else stage 2's.
     """
     ids = pd.Index(result.item_ids)
@@ -308,8 +308,11 @@ def run_predictions(result, data: CrowdData) -> RunView:
 
     pr = dict(result.probas)
     view = RunView()
-    if "oof" in pr:
-        view.model_proba, view.model_source = align(pr["oof"]), "out-of-fold classifier"
+    oof = getattr(result, "oof_probas", None)
+    if oof is None:
+        oof = pr.get("oof")
+    if oof is not None:
+        view.model_proba, view.model_source = align(oof), "out-of-fold classifier (the run's cross-fit teacher folds)"
     elif "student" in pr:
         view.model_proba, view.model_source = align(pr["student"]), "student classifier (in-sample)"
     final = None

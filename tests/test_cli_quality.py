@@ -176,3 +176,32 @@ def test_oof_classifier_never_sees_the_item():
     assert (P.argmax(1) == noise.argmax(1)).mean() < 0.65              # in-sample fitting would reach ~1.0
     y = (X[:, 0] > 0).astype(int)                                     # a learnable rule is learnt
     assert (oof_classifier_proba(X, np.eye(2)[y]).argmax(1) == y).mean() > 0.85
+
+
+def test_items_run_uses_the_trainers_out_of_fold_probabilities(capsys, tmp_path):
+    """`kdcrowd train` saves each item's probabilities from the cross-fit fold that never saw its answers
+    (``oof_probas`` in arrays.npz, pickle-free); `kdcrowd items --run` takes them as the second opinion."""
+    sim = tmp_path / "s"
+    assert main(["-q", "simulate", "--items", "120", "--classes", "3", "--workers", "8", "--features", "6",
+                 "-o", str(sim)]) == 0
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "-q", "train", sim / "answers.csv", "--features", sim / "features.csv",
+                       "--epochs", 2, "--out", run_dir)
+    assert code == 0, err
+    z = np.load(run_dir / "model" / "arrays.npz", allow_pickle=False)
+    P = z["oof_probas"]
+    assert P.shape == (120, 3) and np.allclose(P.sum(1), 1.0, atol=1e-6)
+    from kdcrowd_core.kd import KDResult
+    res = KDResult.load(run_dir / "model")
+    np.testing.assert_allclose(res.oof_probas, P)
+    assert not np.allclose(P, res.probas["student"])          # not the in-sample student
+    out = tmp_path / "items.csv"
+    code, text, err = run(capsys, "items", sim / "answers.csv", "--run", run_dir, "-o", out)
+    assert code == 0, err
+    assert "second opinion: out-of-fold classifier (the run's cross-fit teacher folds)" in text
+    # a run without cross-fitting has none: the student (in-sample) is used, and said so
+    res.oof_probas = None
+    res.save(tmp_path / "nofold" / "model")
+    code, text, err = run(capsys, "items", sim / "answers.csv", "--run", tmp_path / "nofold", "-o", out)
+    assert code == 0, err
+    assert "student classifier (in-sample)" in text

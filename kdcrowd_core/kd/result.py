@@ -40,6 +40,9 @@ class KDResult:
     forget_rate : the forget rate the student used (0 unless it used small-loss)
     robust : the robust technique the student used (what ``"auto"`` chose)
     final : the recommended model, ``teacher``, ``student`` or ``stage2`` (:mod:`.recommend`)
+    oof_probas : (N, K) or None, out-of-fold classifier probabilities: each item predicted by the cross-fit
+        teacher fold model that never saw its answers (``cross_fit_folds > 1``); saved as ``oof_probas`` in
+        ``arrays.npz``, used by ``kdcrowd items --run`` as the second opinion
     final_model : how it was chosen: ``name``, ``criterion`` (``"validation accuracy"``, ``"held-out answer
         likelihood"`` or ``"none"``), ``scores`` per model, ``note`` (a plain sentence, saying when the student or
         stage 2 did not beat the teacher), ``test_accuracy`` (when the test split is labelled)
@@ -66,6 +69,7 @@ class KDResult:
     n_features: int = 0
     final: str = "stage2"
     final_model: dict[str, Any] = field(default_factory=dict)
+    oof_probas: np.ndarray | None = None
 
     def labels_frame(self) -> pd.DataFrame:
         """Per item (index = item id): ``mv, ds, teacher, student, stage2`` — the predicted label
@@ -103,6 +107,8 @@ class KDResult:
         arrays.update({f"test_{k}": v for k, v in self.test_probas.items()})
         if self.targets is not None:
             arrays["targets"] = self.targets
+        if self.oof_probas is not None:
+            arrays["oof_probas"] = np.asarray(self.oof_probas, dtype=np.float64)
         np.savez_compressed(d / "arrays.npz", **arrays)
         if self.model_states:
             torch.save({k: {n: t.cpu() for n, t in v.items()} for k, v in self.model_states.items()}, d / "models.pt")
@@ -131,7 +137,8 @@ class KDResult:
                    targets=z["targets"] if "targets" in z.files else None,
                    forget_rate=meta.get("forget_rate", 0.0), robust=meta.get("robust", ""), model_states=states,
                    n_features=int(meta.get("n_features", 0)), final=meta.get("final", "stage2"),
-                   final_model=meta.get("final_model", {}))
+                   final_model=meta.get("final_model", {}),
+                   oof_probas=z["oof_probas"] if "oof_probas" in z.files else None)
 
 
 def _json_default(o):

@@ -162,7 +162,8 @@ def _answers_subset(ans: _Answers, idx: torch.Tensor, N: int) -> _Answers:
 # =============================================================== the teacher stage
 def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
     """Stage 1a: the full-data teacher (``teacher_``, ``teacher_q_``) and the student's targets
-    (``targets_``, out of fold with ``cross_fit_folds > 1``).  Returns the targets (N, K)."""
+    (``targets_``, out of fold with ``cross_fit_folds > 1``; then also ``oof_probs_``, each item's
+    classifier probabilities from the fold model that never saw its answers).  Returns the targets (N, K)."""
     cfg, ctx = trainer.config, trainer.ctx_
     N, K, dev = ctx.N, ctx.K, ctx.dev
     t = time.perf_counter()
@@ -173,8 +174,10 @@ def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
     trainer.teacher_ = teacher_m
     trainer.teacher_q_ = crowd_posterior(teacher_m, ctx.X, ctx.ans, target=cfg.teacher_target)
     folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
+    trainer.oof_probs_ = None
     if folds:
         targets = torch.zeros(N, K, device=dev)
+        oof = torch.zeros(N, K, device=dev)     # each fold model's classifier on the items it never saw
         fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds
         for f in range(folds):
             tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
@@ -182,7 +185,9 @@ def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
             train_crowd_model(ctx, m, tr, cfg.epochs_teacher, "teacher", init_q=ds_q,
                               label=f"out-of-fold teacher {f + 1}/{folds}")
             targets[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target=cfg.teacher_target)
+            oof[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target="classifier")
             del m
+        trainer.oof_probs_ = oof
     else:
         targets = trainer.teacher_q_.clone()
     if cfg.use_gold and ctx.gold is not None:

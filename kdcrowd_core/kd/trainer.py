@@ -243,6 +243,8 @@ class KDCrowd:
                           model_states={k: {n: v.detach().cpu() for n, v in m.state_dict().items()}
                                         for k, m in self.models_.items()},
                           n_features=int(ctx.X.shape[1]))
+        if getattr(self, "oof_probs_", None) is not None:      # cross-fit teacher folds (CROWDLAB's second opinion)
+            result.oof_probas = np64(self.oof_probs_)
         result.final, result.final_model = self._recommend(valid_acc)
         if result.final in test_acc:
             result.final_model["test_accuracy"] = test_acc[result.final]
