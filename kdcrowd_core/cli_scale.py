@@ -88,11 +88,13 @@ def _run(args, *, rank: int, world: int, device: str, state: dict | None = None)
     state["phase"] = "reading"
     from .cli import read_options
     data = read_answers_chunked(args.answers, options=read_options(args), gold=args.gold, batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
-                                rank=rank, world=world, allgather=comm.allgather)
+                                rank=rank, world=world, allgather=comm.allgather, exchange=comm.exchange)
     t_read = time.perf_counter() - t0
     if world > 1 and not quiet:
-        print(f"rank {rank}/{world}: {data.n_answers} answers of {data.n_items} items read in {t_read:.1f} s",
-              file=sys.stderr, flush=True)
+        rows = data.report[0].rows_read if data.report else 0
+        print(f"rank {rank}/{world}: read {rows} rows (its share of the input), sent "
+              f"{comm.bytes_exchanged / 1e6:.1f} MB to the ranks owning their items; kept {data.n_answers} "
+              f"answers of {data.n_items} items in {t_read:.1f} s", file=sys.stderr, flush=True)
     n_answers = data.n_answers
     method = get_method(args.method)
     if hasattr(method, "use_gold"):

@@ -50,6 +50,7 @@ class Communicator:
         self.rank = dist.get_rank() if self.active else 0
         self.bytes_reduced = 0
         self.calls = 0
+        self.bytes_exchanged = 0  # reading: answers routed to the ranks that own their items
         self.phase = "setup"
 
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
@@ -71,6 +72,28 @@ class Communicator:
         out = [None] * self.world
         self._dist.all_gather_object(out, obj)
         return out
+
+    def exchange(self, payloads: list[bytes], more: bool) -> tuple[list[bytes], bool]:
+        """All-to-all of bytes: ``payloads[d]`` goes to rank ``d``; returns what every rank sent this one
+        (indexed by source rank) and whether any rank said ``more``.  Counted in ``bytes_exchanged``."""
+        if self.world == 1:
+            return [payloads[0]], more
+        dist = self._dist
+        head = torch.tensor([[len(b), int(more)] for b in payloads], dtype=torch.int64).reshape(-1)
+        got = torch.empty_like(head)
+        dist.all_to_all_single(got, head)
+        got = got.reshape(self.world, 2)
+        sizes = got[:, 0].tolist()
+        send_sizes = [len(b) for b in payloads]
+        blob = b"".join(payloads)
+        inp = torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.empty(0, dtype=torch.uint8)
+        out = torch.empty(int(sum(sizes)), dtype=torch.uint8)
+        if sum(sizes) or sum(send_sizes):
+            dist.all_to_all_single(out, inp, output_split_sizes=sizes, input_split_sizes=send_sizes)
+        self.bytes_exchanged += len(blob)
+        raw = out.numpy().tobytes()
+        offs = [0, *np.cumsum(sizes).tolist()]
+        return [raw[offs[k]:offs[k + 1]] for k in range(self.world)], bool(got[:, 1].any())
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n_rows: int, n_cols: int) -> torch.Tensor:

@@ -161,8 +161,13 @@ def _dataset(path: Path, pds):
 
 
 def iter_batches(path: str | Path, columns: list[str], *, batch_rows: int = DEFAULT_BATCH_ROWS,
-                 kind: str | None = None, delimiter: str | None = None) -> Iterator[Any]:
-    """Yield pyarrow RecordBatches holding ``columns`` (text columns read as strings)."""
+                 kind: str | None = None, delimiter: str | None = None,
+                 share: tuple[int, int] | None = None) -> Iterator[Any]:
+    """Yield pyarrow RecordBatches holding ``columns`` (text columns read as strings).
+
+    ``share=(rank, world)``: only this rank's share of the rows (see :mod:`.shares`); a compressed text
+    file cannot be split, so rank 0 reads all of it and the others nothing.
+    """
     import pyarrow as pa
     p = Path(path)
     kind = kind or source_kind(p)
@@ -170,6 +175,10 @@ def iter_batches(path: str | Path, columns: list[str], *, batch_rows: int = DEFA
         import pyarrow.dataset as pds
         ds = _dataset(p, pds)
         try:
+            if share is not None:
+                from .shares import iter_parquet_share
+                yield from iter_parquet_share(ds, columns, share[0], share[1], batch_rows)
+                return
             # little read-ahead: memory stays a few batches whatever the file size
             yield from ds.to_batches(columns=columns, batch_size=batch_rows, batch_readahead=1,
                                      fragment_readahead=1)
@@ -179,20 +188,39 @@ def iter_batches(path: str | Path, columns: list[str], *, batch_rows: int = DEFA
         return
     import pyarrow.csv as pcsv
     sep = delimiter or _text_delimiter(p)
-    reader = pcsv.open_csv(
-        str(p), parse_options=pcsv.ParseOptions(delimiter=sep),
-        read_options=pcsv.ReadOptions(block_size=64 << 20),
-        convert_options=pcsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
-                                            strings_can_be_null=True, quoted_strings_can_be_null=True))
+    source: Any = str(p)
+    start = 0
+    if share is not None and share[1] > 1:
+        if p.suffix.lower() in _COMPRESSED:
+            if share[0] != 0:
+                return
+        else:
+            from .shares import open_text_share
+            source, start = open_text_share(p, *share)
+    def parse_error(e: Exception, rows: int) -> CrowdDataError:
+        if start:
+            from .shares import share_error
+            return share_error(p, start, rows - 1, e)
+        return CrowdDataError(f"cannot parse the table after line {rows}: {e}.", path=str(p),
+                              hint="every line needs the same number of fields as the header.")
+
     rows = 1
+    try:
+        reader = pcsv.open_csv(
+            source, parse_options=pcsv.ParseOptions(delimiter=sep),
+            read_options=pcsv.ReadOptions(block_size=64 << 20),
+            convert_options=pcsv.ConvertOptions(include_columns=columns,
+                                                column_types={c: pa.string() for c in columns},
+                                                strings_can_be_null=True, quoted_strings_can_be_null=True))
+    except pa.ArrowInvalid as e:  # the first block is parsed on opening
+        raise parse_error(e, rows) from None
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             break
         except pa.ArrowInvalid as e:
-            raise CrowdDataError(f"cannot parse the table after line {rows}: {e}.", path=str(p),
-                                 hint="every line needs the same number of fields as the header.") from None
+            raise parse_error(e, rows) from None
         rows += batch.num_rows
         yield batch
 
@@ -318,7 +346,7 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
                          options: ReadOptions | dict | None = None,
                          gold: Any = None, allow_unknown_items: bool = False,
                          batch_rows: int = DEFAULT_BATCH_ROWS, rank: int = 0, world: int = 1,
-                         allgather: AllGather | None = None) -> CompactAnswers:
+                         allgather: AllGather | None = None, exchange: Any = None) -> CompactAnswers:
     """Read a long answers table in batches into :class:`CompactAnswers`.
 
     Parameters
@@ -330,6 +358,9 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
     batch_rows : rows per batch
     rank, world, allgather : this process's share (see the module docstring); ``allgather(obj)``
         returns the list of every rank's ``obj`` (default: one process)
+    exchange : with ``world > 1``, ``Communicator.exchange``: each rank reads only its share of the input
+        (:mod:`.shares`) and sends every answer to the rank owning its item; without it every rank
+        scans the whole input and keeps its items' answers
 
     Raises
     ------
@@ -349,6 +380,7 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
     cols = [roles["item"], roles["worker"], roles["label"]]
     rep = ReadReport(source=str(p), format="long", columns={k: str(v) for k, v in roles.items()},
                      delimiter=sep)
+    routed = world > 1 and exchange is not None
     rep.notes.append("read in chunks (compact arrays)" + (f"; rank {rank} of {world} keeps its items' answers"
                                                          if world > 1 else ""))
     _return_freed_memory_to_the_os()
@@ -357,12 +389,29 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
     rows_read = 0
     import pyarrow as pa
     pool = pa.default_memory_pool()
-    for k, batch in enumerate(iter_batches(p, cols, batch_rows=batch_rows, kind=kind, delimiter=sep)):
+    batches: Iterator[tuple[int, Any]]
+    counts: dict[str, int] = {}
+    source: list[np.ndarray] = []  # routed: source rank of each kept row (input order = source order)
+    if routed:
+        from .shares import routed_batches
+
+        def owner_of(b: Any) -> np.ndarray:
+            codes, uniq = _encode(b.column(0))
+            cleaned = clean_ids(pd.Index(uniq), o.id_transform).to_numpy()
+            return np.append(partition_of(cleaned, world), 0)[codes]  # null items: counted on rank 0
+
+        batches = routed_batches(iter_batches(p, cols, batch_rows=batch_rows, kind=kind, delimiter=sep,
+                                              share=(rank, world)), owner_of, rank, world, exchange, counts)
+    else:
+        batches = ((rank, b) for b in iter_batches(p, cols, batch_rows=batch_rows, kind=kind, delimiter=sep))
+    for k, (src, batch) in enumerate(batches):
         rows_read += batch.num_rows
         if k % 4 == 3:
             pool.release_unused()  # mimalloc/jemalloc keep freed batches resident otherwise
         codes, uniq = _encode(batch.column(0))
-        if world > 1:
+        if routed:
+            source.append(np.full(batch.num_rows, src, dtype=np.int16))
+        elif world > 1:
             cleaned = clean_ids(pd.Index(uniq), o.id_transform).to_numpy()
             owner = np.append(partition_of(cleaned, world), 0)  # null items: counted on rank 0
             mine = owner[codes] == rank
@@ -373,6 +422,10 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
         ci.add(codes, uniq)
         cw.add(*_encode(batch.column(1)))
         cl.add(*_encode(batch.column(2)))
+    if routed:
+        rows_read = counts.get("rows_read", 0)
+        rep.notes.append(f"rank {rank} of {world} read {rows_read} rows (its share of the input) and kept "
+                         f"{counts.get('rows_kept', 0)} rows of its items from all ranks")
     rep.rows_read = rows_read
     batch = None
     pool.release_unused()
@@ -398,11 +451,19 @@ def read_answers_chunked(path: str | Path, *, item: Any = None, worker: Any = No
     rep.missing_labels += int(miss_l.sum())
     bad = miss_i | miss_w | miss_l
     del miss_i, miss_w, miss_l
+    src = np.concatenate(source) if source else None
+    source.clear()
     if bad.any():
         keep = ~bad
         item, worker, label = item[keep], worker[keep], label[keep]
+        src = src[keep] if src is not None else None
         del keep
     del bad
+    if src is not None and src.size > 1 and not bool(np.all(src[1:] >= src[:-1])):
+        order = np.argsort(src, kind="stable")  # routed rows back in input order (shares follow it)
+        item, worker, label = item[order], worker[order], label[order]
+        del order
+    del src
 
     # classes: labels used anywhere, sorted as read_answers sorts them
     used_here = np.zeros(len(label_u), dtype=bool)

@@ -1,5 +1,5 @@
 """Run by torchrun from tests/scale/test_distributed_inference.py: every rank fits MV, DS and one-coin
-(with and without gold clamping) on its share of the answers and saves what it got."""
+(with and without gold clamping) on its share of the answers and saves what it got (and how many rows it read)."""
 import sys
 from pathlib import Path
 
@@ -12,13 +12,16 @@ from kdcrowd_core.io.chunked import read_answers_chunked
 from kdcrowd_core.parallel import finish_distributed, init_distributed
 
 
-def main(answers: str, gold: str, out: str) -> None:
+def main(answers: str, gold: str, out: str, mode: str = "scan", duplicates: str = "all") -> None:
+    """mode "scan": every rank scans the whole input; "share": each reads its share and routes answers."""
     init_distributed("cpu", timeout_s=60)
     rank, world = dist.get_rank(), dist.get_world_size()
     comm = Communicator()
     data = read_answers_chunked(answers, gold=gold, rank=rank, world=world, allgather=comm.allgather,
-                                batch_rows=97)
+                                batch_rows=97, exchange=comm.exchange if mode == "share" else None,
+                                options={"duplicates": duplicates})
     res = {"item_ids": np.asarray(data.item_ids.astype(str), dtype=str),
+           "rows_read": np.array(data.report[0].rows_read), "n_answers": np.array(data.n_answers),
            "worker_ids": np.asarray(data.worker_ids.astype(str), dtype=str),
            "classes": np.asarray(data.classes.astype(str), dtype=str)}
     for name in ("majority_vote", "dawid_skene", "one_coin_dawid_skene"):
@@ -34,4 +37,4 @@ def main(answers: str, gold: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:6])

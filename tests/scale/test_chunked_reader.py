@@ -127,3 +127,43 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["aggregate", str(p), "--chunked", "-o", str(tmp_path / "o.csv")]) == 2
     assert "no item column" in capsys.readouterr().err
     assert main(["aggregate", str(tmp_path / "none.csv"), "--chunked", "-o", str(tmp_path / "o.csv")]) == 2
+
+
+@pytest.mark.parametrize("world", [2, 3, 5])
+def test_shares_split_the_rows_exactly(answers, tmp_path, world):
+    """Every row of a CSV (byte ranges at line starts) and of a Parquet folder (row groups) is read by
+    exactly one rank, in input order, and no rank reads them all."""
+    import pyarrow.parquet as pq
+
+    from kdcrowd_core.io.chunked import iter_batches
+    csv = tmp_path / "a.csv"
+    answers.to_csv(csv, index=False)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for k, part in enumerate(np.array_split(np.arange(len(answers)), 3)):
+        answers.iloc[part].to_parquet(folder / f"p{k}.parquet", index=False, row_group_size=200)
+    assert pq.ParquetFile(folder / "p0.parquet").num_row_groups == 5
+    cols = ["task", "annotator", "answer"]
+    for src in (csv, folder):
+        shares = [[b.to_pandas() for b in iter_batches(src, cols, batch_rows=311, share=(r, world))]
+                  for r in range(world)]
+        sizes = [sum(len(b) for b in s) for s in shares]
+        assert sum(sizes) == len(answers) and max(sizes) < len(answers) and min(sizes) > 0, (src, sizes)
+        got = pd.concat([b for s in shares for b in s], ignore_index=True)
+        want = answers if src == folder else pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
+        assert got["task"].tolist() == want["task"].tolist()
+
+
+def test_share_parse_error_names_the_file_line(tmp_path):
+    lines = ["item,worker,label"] + [f"i{k},w{k % 7},c{k % 3}" for k in range(400)]
+    lines[300] = "i299,w1,c1,extra"  # file line 301, in the second half
+    p = tmp_path / "bad.csv"
+    p.write_text("\n".join(lines) + "\n")
+    from kdcrowd_core.io.chunked import iter_batches
+    first = list(iter_batches(p, ["item", "worker", "label"], share=(0, 2)))  # the first half is fine
+    assert 150 < sum(b.num_rows for b in first) < 250
+    with pytest.raises(CrowdDataError) as e:
+        list(iter_batches(p, ["item", "worker", "label"], share=(1, 2)))
+    msg = str(e.value)  # the share's first line in the whole file, and pyarrow's quote of the bad line
+    start = 2 + sum(b.num_rows for b in first)
+    assert f"after line {start - 1}" in msg and "i299,w1,c1,extra" in msg and "bad.csv" in msg, msg

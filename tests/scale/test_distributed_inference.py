@@ -1,6 +1,8 @@
 """Data-parallel truth inference on torch.distributed (gloo, real processes started by torchrun)
 gives the single-process results: MV, DS and one-coin, with gold, ties, a worker seen by one rank
-only and a rank that holds no items; a killed rank ends the others with a clear message."""
+only and a rank that holds no items, whether every rank scans the input or each reads only its share
+(a CSV's byte range, a Parquet folder's row groups) and routes answers by item; a killed rank ends the
+others with a clear message."""
 from __future__ import annotations
 
 import os
@@ -81,10 +83,46 @@ def _launch(n: int, args: list[str], timeout: float = 180) -> list[subprocess.Co
     return out
 
 
-@pytest.mark.parametrize("world", [2, 3])
-def test_ranks_match_one_process(crowd, tmp_path, world):
-    runs = _launch(world, [str(HERE / "dist_worker.py"), str(crowd / "answers.csv"), str(crowd / "gold.csv"),
-                           str(tmp_path)])
+@pytest.fixture(scope="module")
+def crowd_folder(crowd) -> Path:
+    """The same answers as a folder of 4 Parquet files of row groups of 50 rows, plus repeated (item, worker)
+    answers with another label: 30 placed just after a third of the rows (the start of rank 1's share under
+    3 ranks), repeating rows of rank 0's share; 30 just after half (rank 1's share under 2 ranks), repeating
+    rows of the third before it.  A repeat is read in an earlier round than its original, so only the
+    input order restored after routing keeps the right one (duplicates first/last)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    df = pd.read_csv(crowd / "answers.csv")
+    n = len(df)
+    total = n + 60
+
+    def repeats(lo: int, hi: int) -> pd.DataFrame:
+        return df.iloc[lo:hi:max((hi - lo) // 30, 1)].head(30).assign(
+            label=lambda d: d["label"].map({"c0": "c1"}).fillna("c0"))
+
+    a, b = total // 3 + 30, total // 2 + 40  # just past the 3-rank and 2-rank share boundaries
+    df = pd.concat([df.iloc[:a], repeats(a // 4, a - 100), df.iloc[a:b], repeats(a + 10, b - 100), df.iloc[b:]],
+                   ignore_index=True)
+    folder = crowd / "answers_folder"
+    folder.mkdir(exist_ok=True)
+    for k, part in enumerate(np.array_split(np.arange(len(df)), 4)):
+        pq.write_table(pa.Table.from_pandas(df.iloc[part], preserve_index=False), folder / f"part-{k}.parquet",
+                       row_group_size=50)
+    df.to_csv(crowd / "answers_dup.csv", index=False)
+    return folder
+
+
+# (world, input, how the ranks read, duplicates policy): "scan" = every rank scans the whole input and keeps
+# its items; "share" = each rank reads only its share (row groups / byte range) and routes answers by item
+CASES = [(2, "csv", "scan", "all"), (3, "csv", "scan", "all"), (3, "csv", "share", "all"),
+         (2, "folder", "share", "last"), (3, "folder", "share", "first")]
+
+
+@pytest.mark.parametrize("world,source,mode,dups", CASES)
+def test_ranks_match_one_process(crowd, crowd_folder, tmp_path, world, source, mode, dups):
+    answers = crowd / "answers.csv" if source == "csv" else crowd_folder
+    runs = _launch(world, [str(HERE / "dist_worker.py"), str(answers), str(crowd / "gold.csv"),
+                           str(tmp_path), mode, dups])
     for r in runs:
         assert r.returncode == 0, r.stderr[-3000:]
     parts = [np.load(tmp_path / f"rank{k}.npz") for k in range(world)]
@@ -92,7 +130,15 @@ def test_ranks_match_one_process(crowd, tmp_path, world):
     if world == 3:
         assert sizes[2] == 0 and min(sizes[:2]) > 0
     assert sum(sizes) == 200
-    data = load_crowd(crowd / "answers.csv", gold=crowd / "gold.csv")
+    ref_source = answers if source == "csv" else crowd / "answers_dup.csv"
+    data = load_crowd(ref_source, gold=crowd / "gold.csv", options={"duplicates": dups})
+    assert sum(int(p["n_answers"]) for p in parts) == data.n_answers
+    rows = [int(p["rows_read"]) for p in parts]
+    n_rows = len(pd.read_csv(ref_source))
+    if mode == "share":  # every row read by exactly one rank, and no rank read them all
+        assert sum(rows) == n_rows and max(rows) < n_rows and min(rows) > 0, rows
+    else:
+        assert rows == [n_rows] * world
     ids = data.item_ids.astype(str)
     w_ids = pd.Index(parts[0]["worker_ids"])
     assert list(parts[0]["classes"]) == [str(c) for c in data.classes]
@@ -122,6 +168,10 @@ def test_cli_distributed_writes_one_table(crowd, tmp_path):
                       "--method", "ds", "--gold", str(crowd / "gold.csv"), "-o", str(out), "--matrices", str(mats)])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "on 2 processes" in r.stdout and "accuracy against gold" in r.stdout
+    import re
+    rows = {int(k): int(v) for k, v in re.findall(r"rank (\d)/2: read (\d+) rows", r.stderr)}
+    n_rows = len(pd.read_csv(crowd / "answers.csv"))  # each rank read its byte range of the CSV only
+    assert sorted(rows) == [0, 1] and sum(rows.values()) == n_rows and max(rows.values()) < n_rows, r.stderr
     got = pd.read_parquet(out).set_index("item")
     assert len(got) == 200 and not (tmp_path / "labels.parquet.parts").exists()
     m = get_method("ds", use_gold=False).fit(load_crowd(crowd / "answers.csv"))
