@@ -86,3 +86,20 @@ def test_bad_settings_are_refused():
         HierarchicalDawidSkene(strength_grid=()).fit(sim.data)
     with pytest.raises(CrowdDataError):
         HierarchicalDawidSkene(dtype="float16").fit(sim.data)
+
+
+def test_very_sparse_crowd_keeps_up_with_one_coin():
+    """K = 10, ~5 answers per worker: the previous rule (k from 0.25, one SE) was 1.5 pt below one-coin here."""
+    import pandas as pd
+    from kdcrowd_core.inference import get_method
+    sim = simulate_crowd(n_items=1500, n_classes=10, n_features=0, n_workers=600, answers_per_item=(1, 3),
+                         worker_activity="uniform", seed=11)
+    df = sim.data.to_frame()
+    truth = pd.Series(sim.data.classes.take(sim.truth), index=sim.data.item_ids)
+
+    def accuracy(method) -> float:
+        return float((method.fit_predict(df).reindex(truth.index) == truth).mean())
+    default = HierarchicalDawidSkene()
+    ours, coin = accuracy(default), accuracy(get_method("one_coin_dawid_skene"))
+    assert default.accuracy_strength_ >= 2.0
+    assert ours >= coin - 0.005, (ours, coin)
