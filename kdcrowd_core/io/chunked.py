@@ -677,9 +677,9 @@ def write_posteriors(path: str | Path, item_ids: pd.Index, classes: pd.Index, pr
     try:
         writer = None
         for r0 in range(0, max(len(item_ids), 1), rows_per_chunk):
-            q = np.asarray(proba[r0:r0 + rows_per_chunk], dtype=np.float64)
+            q = np.asarray(proba[r0:r0 + rows_per_chunk])
             lab = q.argmax(axis=1) if len(q) else np.zeros(0, dtype=np.int64)
-            conf = q.max(axis=1) if len(q) else np.zeros(0)
+            conf = q.max(axis=1).astype(np.float64) if len(q) else np.zeros(0)
             ids = item_ids[r0:r0 + rows_per_chunk]
             if ext in _PARQUET_EXTS:
                 import pyarrow as pa
@@ -689,15 +689,17 @@ def write_posteriors(path: str | Path, item_ids: pd.Index, classes: pd.Index, pr
                     cls_text = pa.array(np.asarray(cls_arr, dtype=np.int64) if ints else [str(c) for c in cls_arr])
                 cols = {"item": pa.array(np.asarray(ids) if ids.dtype != object else [str(v) for v in ids]),
                         "label": cls_text.take(pa.array(lab)), "confidence": pa.array(conf)}
+                q_cols = np.empty((q.shape[1], len(q)), dtype=np.float64)
+                q_cols[:] = q.T   # one pass: every class's column contiguous
                 for k, nm in enumerate(names):
-                    cols[str(nm)] = pa.array(np.ascontiguousarray(q[:, k]))
+                    cols[str(nm)] = pa.array(q_cols[k])
                 table = pa.table(cols)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
+                if writer is None:  # dictionary encoding only for the label: on ids and floats it is wasted work
+                    writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["label"])
                 writer.write_table(table)
             else:
                 df = pd.DataFrame({"item": ids, "label": cls_arr[lab], "confidence": conf})
-                df = pd.concat([df, pd.DataFrame(q, columns=names)], axis=1)
+                df = pd.concat([df, pd.DataFrame(q.astype(np.float64, copy=False), columns=names)], axis=1)
                 sep = "," if ext == ".csv" else "\t"
                 if guard:
                     from .csv_guard import guard_frame
