@@ -42,6 +42,8 @@ def add_train_parser(sub) -> None:
     from .io.options import add_cli_arguments
     add_cli_arguments(t)
     add_csv_guard_flag(t)
+    from .cli_ddp import add_distributed_options
+    add_distributed_options(t)
     t.set_defaults(func=cmd_train)
 
 
@@ -91,6 +93,9 @@ def cmd_train(args) -> int:
     from .kd.progress import CliProgress
     from .metrics import worker_stats
 
+    if getattr(args, "distributed", False) and getattr(args, "data_parallel", None) is None:
+        from .cli_ddp import run_distributed   # torchrun: every rank runs this command (cli_ddp.py)
+        return run_distributed(args, cmd_train)
     if bool(args.valid_features) != bool(args.valid_gold):
         raise CrowdDataError("--valid-features and --valid-gold go together.",
                              hint="give both, or neither (then no model selection on validation data).")
@@ -136,6 +141,7 @@ def cmd_train(args) -> int:
     bars = progress.bars
 
     trainer = KDCrowd(cfg)
+    trainer.data_parallel = getattr(args, "data_parallel", None)
     try:
         with sigint_cancels(threading.Event(), what="training", quiet=args.quiet) as cancel:
             result = train_kd(data, cfg, valid=valid, test=test, callback=progress, cancel=cancel,
@@ -146,6 +152,8 @@ def cmd_train(args) -> int:
         return save_interrupted(trainer, Path(args.out))
     for b in bars.values():
         b.close()
+    if trainer.data_parallel is not None and trainer.data_parallel.rank != 0:
+        return 0   # rank 0 writes the run
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,7 @@ class _Run:
         self.done = 0
         self.round = 1          # the trainer's round (rounds > 1), in every event
         self.history: list[dict] = []
+        self.dp = None          # kd/distributed.py DataParallel: loss averaged, generator synced per event
 
     def check(self):
         if self.cancel is not None and self.cancel.is_set():
@@ -79,6 +80,8 @@ class _Run:
               message: str = "", count: bool = True):
         if count:
             self.done += 1
+        if self.dp is not None:
+            loss = self.dp.epoch_end(loss)
         ev = {"stage": stage, "epoch": int(epoch), "n_epochs": int(n_epochs),
               "loss": None if loss is None else float(loss),
               "train_accuracy": None if train_acc is None else float(train_acc),
@@ -108,6 +111,12 @@ class _Ctx:
     yv: torch.Tensor | None = None
     run: _Run | None = None
     gen: torch.Generator | None = None
+    dp: object | None = None                    # kd/distributed.py DataParallel: this rank's share of each epoch
+
+    def batch_size(self, n: int) -> int:
+        """Mini-batch size for ``n`` training items (this rank's share of it under data parallelism)."""
+        B = _auto_batch(n, self.cfg.batch_size)
+        return B if self.dp is None else self.dp.local_batch(B)
 
     @property
     def N(self) -> int:
@@ -120,7 +129,7 @@ class _Ctx:
 
     def perm(self, idx: torch.Tensor) -> torch.Tensor:
         p = torch.randperm(idx.shape[0], generator=self.gen).to(idx.device)
-        return idx[p]
+        return idx[p] if self.dp is None else self.dp.shard(idx[p])
 
 
 # =============================================================== helpers on models

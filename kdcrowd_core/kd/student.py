@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .. import losses as L
 from ..models import EnsembleHead, Head
 from .config import AUTO_ROBUST_CANDIDATES
-from .context import _accuracy, _auto_batch, _Ctx, _logits, _make_head, _Selector, _to_t
+from .context import _accuracy, _Ctx, _logits, _make_head, _Selector, _to_t
 
 if TYPE_CHECKING:
     from .trainer import KDCrowd
@@ -38,7 +38,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
     cfg = ctx.cfg
     distill = distill or cfg.distill
     robust = robust or cfg.robust
-    B = _auto_batch(train_idx.shape[0], cfg.batch_size)
+    B = ctx.batch_size(train_idx.shape[0])
     if not cfg.soft_targets:
         targets = F.one_hot(targets.argmax(1), targets.shape[1]).float()
     hard = targets.argmax(1)

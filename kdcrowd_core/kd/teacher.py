@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .. import losses as L
 from ..models.crowd import CrowdModel
-from .context import _accuracy, _Answers, _auto_batch, _Ctx, _Selector, _to_t
+from .context import _accuracy, _Answers, _Ctx, _Selector, _to_t
 
 if TYPE_CHECKING:
     from .trainer import KDCrowd
@@ -83,7 +83,7 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
     ``init_q`` (N, K): AggNet's posteriors for the first epoch (default: its E-step).
     """
     cfg = ctx.cfg
-    B = _auto_batch(train_idx.shape[0], cfg.batch_size)
+    B = ctx.batch_size(train_idx.shape[0])
     groups = [{"params": list(model.classifier.parameters()), "lr": cfg.lr}]
     tp = model.transition_parameters()
     if tp:

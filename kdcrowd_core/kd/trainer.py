@@ -40,6 +40,8 @@ class KDCrowd:
     """
 
     test_baselines: bool = True
+    #: a :class:`~.distributed.DataParallel` for data-parallel training (``kdcrowd train --distributed``)
+    data_parallel = None
 
     def __init__(self, config: KDConfig | dict | None = None, **overrides):
         if config is None:
@@ -118,7 +120,14 @@ class KDCrowd:
             self.heldout_ = None
             if Xv is None and cfg.select_holdout > 0:   # label-free choice of the recommended model
                 data, self.heldout_ = _recommend.hold_out_answers(data, cfg.select_holdout, cfg.seed)
-            return self._fit(data, cfg, dev, Xv, yv, Xt, yt, test_ids, callback, cancel)
+            if self.data_parallel is None:
+                return self._fit(data, cfg, dev, Xv, yv, Xt, yt, test_ids, callback, cancel)
+            from .distributed import check_config, weights_digest
+            check_config(cfg)
+            with self.data_parallel.active():
+                result = self._fit(data, cfg, dev, Xv, yv, Xt, yt, test_ids, callback, cancel)
+            self.data_parallel.weights_digest = weights_digest(result.model_states)
+            return result
         finally:
             if cfg.num_threads > 0 and dev.type == "cpu":
                 torch.set_num_threads(old_threads)
@@ -167,7 +176,10 @@ class KDCrowd:
                          R=data.n_workers, cfg=cfg, dev=dev,
                          gold=None if gold_np is None else _to_t(gold_np, dev, torch.long),
                          Xv=None if Xv is None else _to_t(Xv, dev),
-                         yv=None if yv is None else _to_t(yv, dev, torch.long), run=run, gen=gen)
+                         yv=None if yv is None else _to_t(yv, dev, torch.long), run=run, gen=gen,
+                         dp=self.data_parallel)
+        if self.data_parallel is not None:
+            self.data_parallel.gen, run.dp = gen, self.data_parallel
         self.device_ = dev
         return self.ctx_
 

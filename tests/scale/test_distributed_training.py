@@ -1,0 +1,109 @@
+"""Data-parallel training (``kdcrowd train --distributed``) on 2 gloo processes started by torchrun: it runs
+end to end, each rank trains on its share of the items, the ranks end with the same weights, rank 0 alone
+writes the run, accuracy is within noise of one process; killing a rank ends the other with a clear line."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kdcrowd_core.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _torchrun(n: int, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n), "--master-addr", "127.0.0.1",
+           "--master-port", str(_free_port()), *args]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("sim")
+    assert main(["-q", "simulate", "--items", "400", "--classes", "3", "--workers", "10", "--features", "8",
+                 "--test", "300", "--seed", "2", "-o", str(d)]) == 0
+    return d
+
+
+def _train_args(sim: Path, out: Path, epochs: int = 4) -> list[str]:
+    return ["train", str(sim / "answers.csv"), "--features", str(sim / "features.csv"), "--test-features",
+            str(sim / "test_features.csv"), "--test-gold", str(sim / "test_gold.csv"), "--epochs", str(epochs),
+            "--device", "cpu", "--out", str(out)]
+
+
+def test_two_processes_train_end_to_end(sim, tmp_path):
+    r = _torchrun(2, ["-m", "kdcrowd_core", *_train_args(sim, tmp_path / "run2"), "--distributed"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = {int(m[0]): m for m in re.findall(
+        r"rank (\d)/2: trained on (\d+) of (\d+) item-epochs \(its share\), (\d+) optimizer steps.*weights (\w+)",
+        r.stderr)}
+    assert sorted(lines) == [0, 1], r.stderr[-3000:]
+    (_, a0, tot0, s0, w0), (_, a1, tot1, s1, w1) = lines[0], lines[1]
+    assert tot0 == tot1 and int(a0) == int(a1) and abs(int(a0) - int(tot0) / 2) <= int(tot0) * 0.02  # half each
+    assert s0 == s1 and int(s0) > 0 and w0 == w1  # same steps, same final weights on both ranks
+    summary2 = json.loads((tmp_path / "run2" / "summary.json").read_text())
+    assert main(["-q", *_train_args(sim, tmp_path / "run1")]) == 0
+    summary1 = json.loads((tmp_path / "run1" / "summary.json").read_text())
+    for m in ("teacher", "student", "stage2"):  # within noise of one process (300 test items)
+        a1, a2 = summary1["test_accuracy"][m], summary2["test_accuracy"][m]
+        assert a2 > 0.8 and abs(a1 - a2) < 0.06, (m, a1, a2)
+
+
+def test_killed_rank_stops_training(sim, tmp_path):
+    """Rank 1 is killed once rank 0 shows training progress; rank 0 ends with exit 3 and one clear line."""
+    port = _free_port()
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "kdcrowd_core", *_train_args(sim, tmp_path / "run", epochs=100000), "--distributed",
+         "--timeout", "30"], env=_env() | {"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r),
+                                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT) for r in range(2)]
+    err0 = bytearray()
+    started = threading.Event()
+
+    def read0():
+        while chunk := procs[0].stderr.read1(4096):
+            err0.extend(chunk)
+            if b"teacher" in err0:
+                started.set()
+    reader = threading.Thread(target=read0, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(240), err0.decode(errors="replace")[-2000:]
+        time.sleep(1.0)
+        procs[1].send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        procs[0].wait(timeout=90)
+        reader.join(10)
+        assert time.monotonic() - t0 < 60
+        text = err0.decode(errors="replace")
+        assert procs[0].returncode == 3, text[-2000:]
+        assert "another rank stopped" in text and "during training" in text and "Traceback" not in text
+        assert not (tmp_path / "run").exists()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
