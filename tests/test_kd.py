@@ -352,3 +352,28 @@ def test_agreement_weighted_student(sim):
     n = np.bincount(data.item, minlength=data.n_items)
     expected = (agree + 1) / (n + 2)
     np.testing.assert_allclose(w, expected / expected.mean(), rtol=1e-5)
+
+
+def test_optimizer_schedule_and_batch_norm_options(sim):
+    """optimizer / schedule apply to every stage (the teacher changes, and each choice trains); a batch-norm
+    head trains even when an epoch ends with a one-item batch; bad values are rejected."""
+    s, data = sim
+    base = dict(epochs_teacher=2, epochs_student=2, epochs_stage2=1, robust="none", rounds=1)
+    ref = KDCrowd(tiny(**base)).fit(data)
+    for kw in ({"optimizer": "radam", "lr": 0.01}, {"optimizer": "adamw", "weight_decay": 0.1},
+               {"schedule": "cosine"}, {"norm": "batch", "depth": 2}):
+        r = KDCrowd(tiny(**base, **kw)).fit(data)
+        for m in ("teacher", "student", "stage2"):
+            assert np.isfinite(r.probas[m]).all(), kw
+        assert not np.array_equal(r.probas["teacher"], ref.probas["teacher"]), kw
+    # 400 items in batches of 133: the last batch of every epoch holds one item
+    r = KDCrowd(tiny(**base, norm="batch", batch_size=133, distill="kl")).fit(data)
+    assert np.isfinite(r.probas["stage2"]).all()
+    from kdcrowd_core.models.heads import BatchNorm
+    bn = BatchNorm(3).train()
+    before = bn.running_mean.clone()
+    out = bn(torch.ones(1, 3))
+    assert out.shape == (1, 3) and torch.equal(bn.running_mean, before)   # running statistics untouched
+    for bad in ({"optimizer": "sgd"}, {"schedule": "step"}):
+        with pytest.raises(CrowdDataError):
+            KDConfig.from_dict(bad)

@@ -99,10 +99,15 @@ class KDConfig:
     Optimisation and model
     ----------------------
     epochs_teacher, epochs_student, epochs_stage2 : int
+    optimizer : str
+        Optimiser of every stage: ``"adam"``, ``"adamw"`` or ``"radam"``.
+    schedule : str
+        Learning-rate schedule of every stage: ``"constant"`` or ``"cosine"`` (annealed to 0 over the
+        stage's epochs).
     lr : float
-        Adam learning rate of the classifiers.
+        Learning rate of the classifiers.
     lr_transition : float
-        Adam learning rate of the worker (noise-model) parameters.
+        Learning rate of the worker (noise-model) parameters.
     weight_decay : float
     batch_size : int
         Items per mini-batch; ``0`` = automatic (``clip(N // 16, 64, 4096)``).
@@ -201,6 +206,8 @@ class KDConfig:
     epochs_teacher: int = 50
     epochs_student: int = 50
     epochs_stage2: int = 30
+    optimizer: str = "adam"
+    schedule: str = "constant"
     lr: float = 1e-3
     lr_transition: float = 1e-2
     weight_decay: float = 0.0
@@ -283,6 +290,10 @@ class KDConfig:
             bad("student_ensemble", "must be >= 1.")
         if not (isinstance(self.student_mixup, (int, float)) and 0.0 <= float(self.student_mixup) <= 100.0):
             bad("student_mixup", "must be a number in [0, 100] (0 = no mixup).")
+        if self.optimizer not in ("adam", "adamw", "radam"):
+            bad("optimizer", "choose 'adam', 'adamw' or 'radam'.")
+        if self.schedule not in ("constant", "cosine"):
+            bad("schedule", "choose 'constant' or 'cosine'.")
         if self.student_schedule not in ("constant", "cosine"):
             bad("student_schedule", "choose 'constant' or 'cosine'.")
         if self.student_weight_decay is not None and not float(self.student_weight_decay) >= 0.0:

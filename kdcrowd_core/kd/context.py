@@ -168,6 +168,20 @@ def _make_head(cfg: KDConfig, d: int, K: int, student: bool = False, ensemble: b
             return EnsembleHead([build_classifier(cfg.classifier, d, K, **kw) for _ in range(cfg.student_ensemble)])
     return build_classifier(cfg.classifier, d, K, **kw)
 
+def make_optimizer(cfg: KDConfig, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The stages' optimiser (``cfg.optimizer``: adam, adamw or radam) over ``params`` (tensors or groups)."""
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "radam": torch.optim.RAdam}[cfg.optimizer]
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+def make_schedule(cfg: KDConfig, opt: torch.optim.Optimizer, epochs: int, cosine: bool = False):
+    """Per-epoch learning-rate schedule: cosine annealing to 0 over ``epochs`` when ``cfg.schedule`` (or
+    ``cosine``) says so, else None (constant)."""
+    if cfg.schedule == "cosine" or cosine:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(epochs)))
+    return None
+
+
 # =============================================================== stage trainers
 class _Selector:
     """Keeps the state with the best validation accuracy (or the last one without validation).

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .. import losses as L
 from ..models import EnsembleHead, Head
 from .config import AUTO_ROBUST_CANDIDATES
-from .context import _accuracy, _Ctx, _logits, _make_head, _Selector, _to_t
+from .context import _accuracy, _Ctx, _logits, _make_head, _Selector, _to_t, make_optimizer, make_schedule
 
 if TYPE_CHECKING:
     from .trainer import KDCrowd
@@ -58,7 +58,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
     if coteach and peer is None:
         raise ValueError("robust='co-teaching' needs a peer head")
     params = list(head.parameters()) + (list(peer.parameters()) if coteach else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
+    opt = make_optimizer(cfg, params, cfg.lr, wd)
 
     agree_w = _agreement_weights(ctx, targets, train_idx) if robust == "agreement" else None
 
@@ -74,8 +74,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
         else:
             per = L.soft_cross_entropy(lg, t, reduction="none")
         return per.mean() if w is None else (w * per).sum() / w.sum().clamp_min(1e-12)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs)) \
-        if cfg.student_schedule == "cosine" else None
+    sched = make_schedule(cfg, opt, epochs, cosine=cfg.student_schedule == "cosine")
     mix = float(cfg.student_mixup)
     beta = torch.distributions.Beta(torch.tensor(mix), torch.tensor(mix)) if mix > 0 else None
     sel = _Selector(ctx, head, head, epochs) if select else None

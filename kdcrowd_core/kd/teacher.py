@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .. import losses as L
 from ..models.crowd import CrowdModel
-from .context import _accuracy, _Answers, _Ctx, _Selector, _to_t
+from .context import _accuracy, _Answers, _Ctx, _Selector, _to_t, make_optimizer, make_schedule
 
 if TYPE_CHECKING:
     from .trainer import KDCrowd
@@ -88,7 +88,8 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
     tp = model.transition_parameters()
     if tp:
         groups.append({"params": tp, "lr": cfg.lr_transition})
-    opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg, groups, cfg.lr, cfg.weight_decay)
+    sched = make_schedule(cfg, opt, epochs)
     sel = _Selector(ctx, model, model.classifier, epochs) if select else None
     q = None
     if model.em:
@@ -130,6 +131,8 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
             opt.step()
             tot += float(loss.detach())
             nb += 1
+        if sched is not None:
+            sched.step()
         va, stop = sel.step(ep) if sel is not None else (None, False)
         ta = _accuracy(model.classifier, ctx.X, ctx.gold) if ctx.gold is not None else None
         ctx.run.event(stage, ep, epochs, tot / max(nb, 1), ta, va, message=label)

@@ -93,11 +93,22 @@ class Head(nn.Module):
         return self.body(self.input_dropout(z))
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` that also trains on a mini-batch of one item (the last batch of an epoch can be one
+    item): such a batch is normalised with the running statistics, which it leaves unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] < 2:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                            False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def _norm(kind: str, width: int) -> nn.Module:
     if kind in ("none", "", None):
         return nn.Identity()
     if kind == "batch":
-        return nn.BatchNorm1d(width)
+        return BatchNorm(width)
     if kind == "layer":
         return nn.LayerNorm(width)
     raise CrowdDataError(f"unknown normalisation {kind!r}.", hint="use 'none', 'batch' or 'layer'.")
