@@ -92,14 +92,46 @@ def relabel_table(key: str, data: CrowdData, method: str, clamp_gold: bool, budg
 
 
 @st.cache_resource(max_entries=4, show_spinner="Estimating each worker's accuracy interval…")
-def _worker_report_base(key: str, _data: CrowdData, _proba: np.ndarray, _matrices: np.ndarray) -> pd.DataFrame:
-    return quality.worker_report(_data, _proba, _matrices)
+def _worker_report_base(key: str, _data: CrowdData, _proba: np.ndarray, _matrices: np.ndarray,
+                        _work_seconds: pd.Series | None = None) -> pd.DataFrame:
+    return quality.worker_report(_data, _proba, _matrices, work_seconds=_work_seconds)
 
 
 def worker_report_cached(key: str, data: CrowdData, proba: np.ndarray, matrices: np.ndarray,
-                         thresholds: quality.WorkerThresholds) -> pd.DataFrame:
-    """The full worker report (every worker) with flags for ``thresholds`` (intervals computed once)."""
-    return quality.apply_flags(_worker_report_base(key, data, proba, matrices), thresholds)
+                         thresholds: quality.WorkerThresholds, work_seconds: pd.Series | None = None) -> pd.DataFrame:
+    """The full worker report (every worker) with flags for ``thresholds`` (intervals computed once);
+    with ``work_seconds`` (:func:`work_seconds`), a ``median_seconds`` column as in ``kdcrowd workers``."""
+    return quality.apply_flags(_worker_report_base(key, data, proba, matrices, work_seconds), thresholds)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _work_seconds_cached(key: str, _payload: bytes, name: str, worker_column) -> pd.Series | None:
+    return quality.work_seconds_from_bytes(_payload, worker_column, name=name)
+
+
+def work_seconds(ds) -> pd.Series | None:
+    """Median time on task per worker when the dataset's answers file has MTurk's ``WorkTimeInSeconds``
+    (read from the stored file, as ``kdcrowd workers`` reads it), else None."""
+    src = ds.sources.get("answers") if getattr(ds, "sources", None) else None
+    if src is None or not getattr(ds, "id", ""):
+        return None
+    from dashboard import state
+    try:
+        payload = state.read_source(ds, "answers")
+    except Exception:  # noqa: BLE001 - no stored file (e.g. the simulated sample): no time on task
+        return None
+    return _work_seconds_cached(ds.key, payload, src.name, (ds.options or {}).get("worker"))
+
+
+def with_work_seconds(table: pd.DataFrame, seconds: pd.Series | None) -> pd.DataFrame:
+    """``table`` (indexed by worker id) with a ``median_seconds`` column when ``seconds`` is known."""
+    if seconds is None:
+        return table
+    s = seconds.copy()
+    s.index = s.index.astype(str)
+    out = table.copy()
+    out["median_seconds"] = s.reindex(out.index.astype(str)).to_numpy(dtype=float)
+    return out
 
 
 def item_content(ds) -> pd.Series | None:

@@ -830,27 +830,62 @@ def bonus_list(report: pd.DataFrame, platform: str = "mturk", amount: float = 1.
     raise CrowdDataError(f"unknown platform {platform!r}.", hint="use 'mturk' or 'toloka'.")
 
 
+WORK_TIME_COLUMN = "WorkTimeInSeconds"
+_WORKER_COLUMNS = ("WorkerId", "WorkerID", "worker", "worker_id")
+
+
 def work_seconds_from_file(path, worker_column: str | None = None) -> pd.Series | None:
     """Median ``WorkTimeInSeconds`` per worker from an MTurk batch results file, or None without that column.
 
-    Reads only the worker and time columns (the answers reader does not keep them).
+    Reads only the worker and time columns (the answers reader does not keep them).  The file may be
+    a CSV/TSV, gzip-compressed or a zip holding it (see :func:`work_seconds_from_bytes`).
     """
-    import csv
     from pathlib import Path
     p = Path(path)
     try:
-        with p.open(newline="", encoding="utf-8-sig", errors="replace") as f:
-            head = next(csv.reader(f), [])
+        with p.open("rb") as f:
+            start = f.read(65536)
+            if not start.startswith((b"\x1f\x8b", b"PK\x03\x04")) and WORK_TIME_COLUMN.encode() not in start:
+                return None              # a plain table without the column: do not read the rest
+            data = start + f.read()
     except OSError:
         return None
-    head = [h.strip() for h in head]
-    if "WorkTimeInSeconds" not in head:
+    return work_seconds_from_bytes(data, worker_column, name=p.name)
+
+
+def work_seconds_from_bytes(data: bytes, worker_column: str | int | None = None,
+                            name: str = "answers") -> pd.Series | None:
+    """Median ``WorkTimeInSeconds`` per worker (index: worker id) from the bytes of an answers file.
+
+    None when the file has no such column, no worker column (``worker_column``, else one of
+    WorkerId/WorkerID/worker/worker_id) or is not a text table.  Non-numeric times are ignored.
+    MTurk writes one row per assignment, so this is the median time of the worker's assignments
+    (one answer each in the usual one-item-per-HIT batch).
+    """
+    import csv
+    import io
+    from .io._source import _GZIP_MAGIC, decompress
+    if data.startswith(_GZIP_MAGIC) or data.startswith(b"PK\x03\x04"):
+        try:
+            _, _, data = decompress(name, data, max_bytes=1 << 31)
+        except CrowdDataError:
+            return None
+    first = data[:65536].split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
+    if WORK_TIME_COLUMN not in first:
         return None
-    wcol = worker_column or next((c for c in ("WorkerId", "WorkerID", "worker", "worker_id") if c in head), None)
-    if wcol is None:
+    sep = "\t" if first.count("\t") > first.count(",") else ","
+    head = [h.strip() for h in next(csv.reader([first], delimiter=sep), [])]
+    if isinstance(worker_column, int) and 0 <= worker_column < len(head):
+        worker_column = head[worker_column]
+    wcol = worker_column if worker_column in head else next((c for c in _WORKER_COLUMNS if c in head), None)
+    if wcol is None or WORK_TIME_COLUMN not in head:
         return None
-    df = pd.read_csv(p, usecols=[wcol, "WorkTimeInSeconds"], dtype={wcol: str})
-    t = pd.to_numeric(df["WorkTimeInSeconds"], errors="coerce")
+    try:
+        df = pd.read_csv(io.BytesIO(data), sep=sep, usecols=[wcol, WORK_TIME_COLUMN], dtype={wcol: str},
+                         encoding="utf-8-sig", skipinitialspace=True)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return None
+    t = pd.to_numeric(df[WORK_TIME_COLUMN], errors="coerce")
     s = t.groupby(df[wcol].astype(str).str.strip()).median()
     s.index.name = "worker"
     return s.rename("median_seconds")

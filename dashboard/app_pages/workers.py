@@ -11,24 +11,27 @@ from kdcrowd_core import quality
 
 PAGE_SIZE = 24
 SORTS = {"estimated accuracy": "accuracy", "activity (answers)": "answers",
-         "spammer score (most informative first)": "spammer_score", "agreement with consensus": "agreement"}
+         "spammer score (most informative first)": "spammer_score", "agreement with consensus": "agreement",
+         "time on task (median seconds)": "median_seconds"}
 
 st.title("Workers")
 ds = state.current()
 c = ds.crowd
 a = state.analysis(ds)
+seconds = qv.work_seconds(ds)      # MTurk's WorkTimeInSeconds per worker, when the answers file has it
 st.caption(f"Confusion matrices estimated by {a.method.replace('_', ' ').title()} "
            "(row = true class, column = the worker's answer; a strong diagonal means a reliable worker).")
 
 # ----------------------------------------------------------------- filters
 f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
-sort_label = f1.selectbox("Sort by", list(SORTS), key="workers_sort")
+sort_label = f1.selectbox("Sort by", [k for k, v in SORTS.items() if v != "median_seconds" or seconds is not None],
+                          key="workers_sort")
 max_answers = int(a.workers["answers"].max())
 min_answers = f2.number_input("Minimum answers", min_value=0, max_value=max_answers, value=min(5, max_answers),
                               step=1, key="workers_min")
 search = f3.text_input("Search worker id", key="workers_search", placeholder="e.g. W12")
 ascending = f4.toggle("Ascending", key="workers_asc", value=False)
-table = an.filter_workers(a.workers, min_answers=min_answers, search=search, sort_by=SORTS[sort_label],
+table = an.filter_workers(qv.with_work_seconds(a.workers, seconds), min_answers=min_answers, search=search, sort_by=SORTS[sort_label],
                           ascending=ascending)
 
 if table.empty:
@@ -57,7 +60,9 @@ st.caption("answers = how many items the worker labelled; estimated accuracy = p
            "estimated matrix; agreement = share of answers equal to the consensus label; spammer score = how "
            "informative the matrix is (0 = a spammer whose answers ignore the item — random or always the same "
            "label; 1 = perfectly informative); top label share = share of the worker's answers that are its most "
-           "frequent label; gold accuracy = accuracy on the gold items it answered (empty without gold).")
+           "frequent label; gold accuracy = accuracy on the gold items it answered (empty without gold)"
+           + ("; time on task = the median of the worker's `WorkTimeInSeconds` (MTurk: seconds per assignment)."
+              if seconds is not None else "."))
 cols_cfg = {
     "accuracy": st.column_config.ProgressColumn("estimated accuracy", min_value=0.0, max_value=1.0, format="%.2f"),
     "agreement": st.column_config.ProgressColumn("agreement", min_value=0.0, max_value=1.0, format="%.2f"),
@@ -65,6 +70,7 @@ cols_cfg = {
     "top_label_share": st.column_config.NumberColumn("top label share", format="%.2f"),
     "gold_answers": st.column_config.NumberColumn("gold answers"),
     "gold_accuracy": st.column_config.NumberColumn("gold accuracy", format="%.2f"),
+    "median_seconds": st.column_config.NumberColumn("time on task (median s)", format="%.0f"),
 }
 st.dataframe(table, column_config=cols_cfg, height=320, key="workers_table")
 st.caption(f"The table follows the filters above ({len(table):,} of {len(a.workers):,} workers); the downloads "
@@ -86,9 +92,9 @@ clamp = st.toggle("Clamp gold labels during inference", key="workers_clamp_gold"
                        "default, as in the CLI): gold only measures each worker's gold accuracy.")
 if clamp and c.has_gold:
     lab = qv.labels_cached(ds.key, c, "default", True)
-    report = qv.worker_report_cached(ds.key + ":clamped", c, lab.proba, lab.matrices, th)
+    report = qv.worker_report_cached(ds.key + ":clamped", c, lab.proba, lab.matrices, th, seconds)
 else:
-    report = qv.worker_report_cached(ds.key, c, a.ds_proba, a.ds_matrices, th)
+    report = qv.worker_report_cached(ds.key, c, a.ds_proba, a.ds_matrices, th, seconds)
 n_block, n_bonus = int((report["action"] == "block").sum()), int((report["action"] == "bonus").sum())
 k1, k2, k3 = st.columns(3)
 k1.metric("Workers to block", f"{n_block:,}")
@@ -98,7 +104,8 @@ flagged = report[report["action"] != ""]
 st.dataframe(flagged, height=min(320, 40 + 35 * max(len(flagged), 1)), key="workers_flagged", column_config={
     "accuracy": st.column_config.NumberColumn("accuracy", format="%.2f"),
     "accuracy_low": st.column_config.NumberColumn("95% low", format="%.2f"),
-    "accuracy_high": st.column_config.NumberColumn("95% high", format="%.2f")})
+    "accuracy_high": st.column_config.NumberColumn("95% high", format="%.2f"),
+    "median_seconds": st.column_config.NumberColumn("time on task (median s)", format="%.0f")})
 platform = st.radio("Export for", ["mturk", "toloka"], horizontal=True, key="flag_platform",
                     format_func={"mturk": "Amazon MTurk", "toloka": "Toloka"}.get)
 x1, x2, x3 = st.columns(3)
