@@ -45,7 +45,7 @@ def run_distributed(args, command) -> int:
     if loud:
         print(f"rank {rank}/{world}: trained on {dp.items_trained} of {dp.items_total} item-epochs (its share), "
               f"{dp.steps} optimizer steps with gradients averaged over {world} processes "
-              f"({dp.bytes_reduced / 1e6:.1f} MB all-reduced) in {time.perf_counter() - t0:.1f} s; "
+              f"({dp.bytes_reduced / 1e6:.1f} MB all-reduced in {dp.comm_s:.1f} s) in {time.perf_counter() - t0:.1f} s; "
               f"weights {dp.weights_digest}", file=sys.stderr, flush=True)
     dist.barrier()
     finish_distributed()

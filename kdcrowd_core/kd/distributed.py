@@ -24,6 +24,7 @@ next collective within ``--timeout`` seconds; the CLI turns that into one line a
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
 from collections.abc import Iterator
 
@@ -44,6 +45,7 @@ class DataParallel:
         self.items_total = 0          # the same on all ranks together (the epochs' item counts)
         self.weights_digest = ""      # of the fitted classifiers: the same on every rank
         self.bytes_reduced = 0        # gradient all-reduce payload per rank
+        self.comm_s = 0.0             # seconds in the gradient all-reduces (waiting for the slowest rank included)
         self._seen: weakref.WeakSet = weakref.WeakSet()
 
     # ------------------------------------------------------------ partition
@@ -79,7 +81,9 @@ class DataParallel:
         has = [p.grad is not None for p in params]
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(self.device)
                           for p in params] + [torch.tensor(has, dtype=params[0].dtype, device=self.device)])
+        t0 = time.perf_counter()
         self._dist.all_reduce(flat)
+        self.comm_s += time.perf_counter() - t0
         self.bytes_reduced += flat.numel() * flat.element_size()
         self.steps += 1
         flags = flat[-len(params):]
