@@ -42,6 +42,10 @@ def run_distributed(args, command) -> int:
             raise
         print(f"kdcrowd train: error: {peer_lost_message(e, 'training')}", file=sys.stderr, flush=True)
         os._exit(EXIT_PEER_LOST)  # the group cannot be torn down cleanly without the lost rank
+    if code != 0:  # interrupted (130): the others may be inside a collective this rank will not join
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if loud:
         print(f"rank {rank}/{world}: trained on {dp.items_trained} of {dp.items_total} item-epochs (its share), "
               f"{dp.steps} optimizer steps with gradients averaged over {world} processes "

@@ -149,6 +149,8 @@ def cmd_train(args) -> int:
     except TrainingCancelled:
         for b in bars.values():
             b.close()
+        if trainer.data_parallel is not None and trainer.data_parallel.rank != 0:
+            return EXIT_INTERRUPTED   # rank 0 writes what was finished
         return save_interrupted(trainer, Path(args.out))
     for b in bars.values():
         b.close()

@@ -167,3 +167,13 @@ def test_share_parse_error_names_the_file_line(tmp_path):
     msg = str(e.value)  # the share's first line in the whole file, and pyarrow's quote of the bad line
     start = 2 + sum(b.num_rows for b in first)
     assert f"after line {start - 1}" in msg and "i299,w1,c1,extra" in msg and "bad.csv" in msg, msg
+
+
+def test_compressed_csv_share_is_read_by_rank_0(answers, tmp_path):
+    """A .gz CSV cannot be cut into byte ranges: rank 0 reads all of it, the other ranks nothing."""
+    from kdcrowd_core.io.chunked import iter_batches
+    gz = tmp_path / "a.csv.gz"
+    answers.to_csv(gz, index=False, compression="gzip")
+    cols = ["task", "annotator", "answer"]
+    rows = [sum(b.num_rows for b in iter_batches(gz, cols, share=(r, 2))) for r in range(2)]
+    assert rows == [len(answers), 0]
