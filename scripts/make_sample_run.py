@@ -47,6 +47,9 @@ OUT_DIR = SAMPLE_DIR / "run"
 OVERRIDES = {"seed": 0, "device": "cpu", "select_holdout": 0.0}
 #: Settings allowed to differ from the current defaults without the run being stale.
 IGNORED_KEYS = ("seed", "device", "num_threads", "select_holdout")
+#: Settings added after runs were saved, with the value that reproduces the behaviour from before they existed:
+#: a saved config without the key was trained with this value.
+ADDED_SETTINGS = {"optimizer": "adam", "schedule": "constant"}
 #: The sample files, by the dashboard's upload kind (same names as dashboard/state.py SAMPLE_FILES).
 SAMPLE_FILES = {"answers": "answers.csv", "features": "features.csv", "gold": "gold.csv",
                 "test_features": "test_features.csv", "test_gold": "test_gold.csv"}

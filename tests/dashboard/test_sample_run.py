@@ -36,7 +36,7 @@ def test_bundled_run_matches_the_current_defaults(meta):
     from kdcrowd_core.kd import KDConfig
     mk = _script()
     current = KDConfig().to_dict()
-    stored = dict(meta["config"])
+    stored = {**mk.ADDED_SETTINGS, **meta["config"]}   # settings added later: the value it was trained with
     ignored = set(mk.IGNORED_KEYS)
     diff = {k: (stored.get(k, "<missing>"), current.get(k, "<missing>")) for k in sorted(set(stored) | set(current))
             if k not in ignored and stored.get(k, "<missing>") != current.get(k, "<missing>")}
