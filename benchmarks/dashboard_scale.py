@@ -42,17 +42,17 @@ def render_page(answers: Path, page: str) -> dict:
     at.run()
     load_s = time.perf_counter() - t0
     errors = [e.value for e in at.error]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if page != "data":
         at.switch_page(f"app_pages/{page}.py")
     at.run()
     # the analyses started in the background on upload: the first render of an analysis page waits for them
-    page_s = time.perf_counter() - t0
+    page_s, page_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     at.run()
     rerun_s = time.perf_counter() - t0
     fig_bytes = sum(len(el.proto.spec) for el in at.get("plotly_chart"))
-    return {"page": page, "load_s": load_s, "page_s": page_s, "rerun_s": rerun_s,
+    return {"page": page, "load_s": load_s, "page_s": page_s, "page_cpu_s": page_cpu_s, "rerun_s": rerun_s,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "figures_mb": fig_bytes / 1e6, "n_figures": len(at.get("plotly_chart")),
             "exceptions": [str(e.value)[:300] for e in at.exception], "errors": [str(e)[:300] for e in errors]}
@@ -82,14 +82,16 @@ def run_case(name: str, answers: Path, pages: list[str]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| crowd | page | page render (s) | rerun (s) | peak memory (MB) | figures (MB) | within 5 s and 1 GB |",
-           "|---|---|---:|---:|---:|---:|---|"]
+    out = ["| crowd | page | page render (s) | its CPU time (s) | rerun (s) | peak memory (MB) | figures (MB) "
+           "| within 5 s and 1 GB |",
+           "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if "failed" in r:
-            out.append(f"| {r['case']} | {r['page']} | failed: {r['failed'][-120:]!r} | | | | no |")
+            out.append(f"| {r['case']} | {r['page']} | failed: {r['failed'][-120:]!r} | | | | | no |")
             continue
         ok = r["page_s"] < TARGET_S and r["peak_mb"] < TARGET_MB and not r["exceptions"]
-        out.append(f"| {r['case']} | {r['page']} | {r['page_s']:.2f} | {r['rerun_s']:.2f} | {r['peak_mb']:.0f} | "
+        out.append(f"| {r['case']} | {r['page']} | {r['page_s']:.2f} | {r['page_cpu_s']:.2f} | {r['rerun_s']:.2f} | "
+                   f"{r['peak_mb']:.0f} | "
                    f"{r['figures_mb']:.2f} | {'yes' if ok else 'no'} |")
     return "\n".join(out)
 
@@ -127,7 +129,9 @@ def main() -> int:
             "Each page runs in a fresh process under `streamlit.testing.v1.AppTest`: the answers are uploaded "
             "through the Data page, then the page is rendered. *page render* = the first render of the page "
             "after the upload (it waits for the background analyses the upload started); *rerun* = the same "
-            "page again (cached); *peak memory* = the process's peak resident memory, loading included; "
+            "page again (cached); *its CPU time* = CPU seconds of the whole process (the background analysis "
+            "included) during that first render: close to the render time on an idle machine, a measure that a "
+            "busy machine does not inflate; *peak memory* = the process's peak resident memory, loading included; "
             "*figures* = bytes of the Plotly figures the page sends to the browser. "
             f"Targets: under {TARGET_S:.0f} s and {TARGET_MB} MB per page.\n\n")
     Path(args.out).write_text(head + md + "\n")

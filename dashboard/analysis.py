@@ -14,6 +14,7 @@ import pandas as pd
 from kdcrowd_core import metrics
 from kdcrowd_core.data import CrowdData
 from kdcrowd_core.inference import DEFAULT_METHOD, get_method
+from kdcrowd_core.inference.matrices import ShrunkMatrices
 
 
 @dataclass
@@ -24,8 +25,9 @@ class Analysis:
     ----------
     mv_proba, ds_proba : float arrays (N, K)
         Soft majority vote and the default inference method's posteriors.
-    ds_matrices : float array (R, K, K)
-        ``[r, true j, answer c]`` worker confusion matrices of the default method.
+    ds_matrices : float array (R, K, K) or ShrunkMatrices
+        ``[r, true j, answer c]`` worker confusion matrices of the default method, compact with many
+        classes (:mod:`kdcrowd_core.inference.matrices`: read blocks with ``matrices.block``).
     workers : DataFrame indexed by worker id
         ``metrics.worker_stats`` columns: answers, accuracy (estimated), agreement
         (with the consensus), spammer_score, gold_accuracy (NaN without gold).
@@ -38,7 +40,7 @@ class Analysis:
 
     mv_proba: np.ndarray
     ds_proba: np.ndarray
-    ds_matrices: np.ndarray
+    ds_matrices: np.ndarray | ShrunkMatrices
     workers: pd.DataFrame
     items: pd.DataFrame
     method: str = DEFAULT_METHOD
@@ -59,10 +61,11 @@ def compute_analysis(data: CrowdData) -> Analysis:
     # gold labels are kept out of inference so that accuracy against them stays an honest measurement
     ds = get_method(None, use_gold=False).fit(data)
     t2 = time.perf_counter()
-    workers = metrics.worker_stats(data, ds.proba_array_, ds.worker_matrices_)
+    # the compact matrices when the method kept them so (many classes): never R dense K x K at once
+    workers = metrics.worker_stats(data, ds.proba_array_, ds.compact_matrices_)
     items = metrics.item_stats(data, ds.proba_array_)
     t3 = time.perf_counter()
-    return Analysis(mv_proba=mv.proba_array_, ds_proba=ds.proba_array_, ds_matrices=ds.worker_matrices_,
+    return Analysis(mv_proba=mv.proba_array_, ds_proba=ds.proba_array_, ds_matrices=ds.compact_matrices_,
                     workers=workers, items=items, method=getattr(ds, "name", DEFAULT_METHOD),
                     seconds={"mv": t1 - t0, "ds": t2 - t1, "stats": t3 - t2})
 

@@ -37,7 +37,7 @@ def method_label(name: str) -> str:
 class Labels:
     method: str            # the method's registry name
     proba: np.ndarray      # (N, K)
-    matrices: np.ndarray   # (R, K, K)
+    matrices: np.ndarray   # (R, K, K), or compact (kdcrowd_core.inference.matrices) with many classes
     clamped: bool
 
 
@@ -47,12 +47,22 @@ def fit_labels(data: CrowdData, method: str = "default", clamp_gold: bool = Fals
     if hasattr(m, "use_gold"):
         m.use_gold = bool(clamp_gold)
     m.fit(data)
-    return Labels(method=getattr(m, "name", method), proba=m.proba_array_, matrices=m.worker_matrices_,
+    return Labels(method=getattr(m, "name", method), proba=m.proba_array_, matrices=m.compact_matrices_,
                   clamped=bool(clamp_gold) and data.has_gold)
+
+
+def is_default_fit(method: str, clamp_gold: bool, data: CrowdData) -> bool:
+    """The fit the dashboard's background analysis already made: the default method, gold not clamped."""
+    return method in ("default", DEFAULT_METHOD) and not (clamp_gold and data.has_gold)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Inferring the labels…")
 def labels_cached(key: str, _data: CrowdData, method: str, clamp_gold: bool) -> Labels:
+    if is_default_fit(method, clamp_gold, _data):
+        # the same fit as the background analysis of this dataset (state.analysis): reuse it, never fit twice
+        from dashboard import state
+        a = state.analysis_of(key, _data)
+        return Labels(method=a.method, proba=a.ds_proba, matrices=a.ds_matrices, clamped=False)
     return fit_labels(_data, method, clamp_gold)
 
 

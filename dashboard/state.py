@@ -721,7 +721,12 @@ def prefetch(ds: Dataset) -> None:
 
 def analysis(ds: Dataset) -> Analysis:
     """Majority vote, Dawid-Skene and per-worker / per-item statistics, computed once per dataset."""
-    fut = _analysis_future(ds.key, ds.crowd)
+    return analysis_of(ds.key, ds.crowd)
+
+
+def analysis_of(key: str, crowd: CrowdData) -> Analysis:
+    """:func:`analysis` by the dataset's key and answers (for code that has no Dataset at hand)."""
+    fut = _analysis_future(key, crowd)
     if not fut.done():
         with st.spinner("Estimating worker confusion matrices…"):
             fut.result()

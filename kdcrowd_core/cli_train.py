@@ -14,8 +14,9 @@ from .errors import CrowdDataError
 def add_train_parser(sub) -> None:
     t = sub.add_parser(
         "train", help="train a teacher crowd model, a KD-Crowd student and stage 2 on item features",
-        description="Writes DIR/labels.csv, DIR/workers.csv, DIR/worker_matrices.json, "
-                    "DIR/test_predictions.csv (with --test-features) and DIR/summary.json.")
+        description="Writes DIR/labels.csv, DIR/workers.csv, DIR/worker_matrices.json (with many classes a "
+                    "summary, the matrices in DIR/worker_matrices.npz), DIR/test_predictions.csv (with "
+                    "--test-features) and DIR/summary.json.")
     t.add_argument("answers", metavar="ANSWERS")
     t.add_argument("--features", required=True, metavar="F", help="features of the answered items")
     t.add_argument("--gold", metavar="G", help="gold labels of some answered items (for accuracy only)")
@@ -85,7 +86,8 @@ def validation_splits(args, data):
 
 
 def cmd_train(args) -> int:
-    from .cli import _load, csv_guard_on, matrices_json, read_options
+    from .cli import _load, csv_guard_on, read_options
+    from .io.worker_matrices import write_worker_matrices
     from .io.writers import write_json, write_table
     from .interrupt import sigint_cancels
     from .kd import KDConfig, KDCrowd, TrainingCancelled
@@ -170,10 +172,11 @@ def cmd_train(args) -> int:
         workers = workers.rename(columns={"answers_before": "answers"})
     workers.index.name = "worker"
     write_table(workers.reset_index(), out / "workers.csv", guard=csv_guard_on(args))
-    write_json({"before": matrices_json(data, result.worker_matrices["ds"], "dawid_skene"),
-                "teacher": matrices_json(data, result.worker_matrices["teacher"], f"teacher ({cfg.teacher})"),
-                "after": matrices_json(data, result.worker_matrices["stage2"], "stage2")},
-               out / "worker_matrices.json")
+    # nested JSON up to a size, else worker_matrices.npz with a JSON summary (io/worker_matrices.py)
+    matrix_files = write_worker_matrices(out, data.classes, data.worker_ids, {
+        "before": ("dawid_skene", result.worker_matrices["ds"]),
+        "teacher": (f"teacher ({cfg.teacher})", result.worker_matrices["teacher"]),
+        "after": ("stage2", result.worker_matrices["stage2"])})
     if test is not None:
         tp = pd.DataFrame({"item": test[2]})
         for m in ("teacher", "student", "stage2"):
@@ -189,7 +192,8 @@ def cmd_train(args) -> int:
     write_json(summary, out / "summary.json")
     trainer.save(out / "model")
     if not args.quiet:
-        print(f"run written to {out}/ (labels.csv, workers.csv, worker_matrices.json, summary.json"
+        print(f"run written to {out}/ (labels.csv, workers.csv, {', '.join(f.name for f in matrix_files)}, "
+              "summary.json"
               f"{', test_predictions.csv' if test is not None else ''}, model/)")
         for key in ("train_accuracy", "test_accuracy"):
             if summary.get(key):

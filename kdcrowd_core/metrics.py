@@ -26,6 +26,7 @@ import pandas as pd
 
 from .data import CrowdData, as_crowd_data
 from .errors import CrowdDataError
+from .inference.matrices import diagonals
 
 __all__ = [
     "accuracy", "per_class_accuracy", "worker_matrix_errors", "worker_matrix_error",
@@ -65,7 +66,10 @@ def _codes(a, name: str) -> np.ndarray:
 
 
 def _check_matrices(T: np.ndarray, name: str, R: int | None = None, K: int | None = None) -> np.ndarray:
-    T = np.asarray(T, dtype=np.float64)
+    """A dense float64 (R, K, K) array, or a compact :class:`~.inference.matrices.ShrunkMatrices` as it is."""
+    from .inference.matrices import ShrunkMatrices
+    if not isinstance(T, ShrunkMatrices):
+        T = np.asarray(T, dtype=np.float64)
     if T.ndim != 3 or T.shape[1] != T.shape[2]:
         raise CrowdDataError(f"{name} must have shape (workers, K, K), got {T.shape}.")
     if R is not None and T.shape[0] != R:
@@ -249,7 +253,7 @@ def spammer_score(T) -> np.ndarray:
     n_ok = np.zeros(R, dtype=np.int64)
     dev = np.zeros(R)
     # a few workers at a time: the temporaries stay small with 1,000 classes (R x K x K is 8 MB per worker)
-    step = max(1, int(4e6 // max(K * K, 1)))
+    step = max(1, int(1e6 // max(K * K, 1)))
     for lo in range(0, R, step):
         Tc = T[lo:lo + step]
         ok = np.isfinite(Tc).all(axis=2)  # (r, K) known rows
@@ -305,7 +309,7 @@ def worker_stats(data: CrowdData, probas, worker_matrices, prior=None) -> pd.Dat
     per_label = np.bincount(data.worker * K + data.label, minlength=R * K).reshape(R, K)
     cols = {
         "answers": answers,
-        "accuracy": np.diagonal(T, axis1=1, axis2=2) @ pi,
+        "accuracy": diagonals(T) @ pi,
         "agreement": _safe_div(agree, answers),
         "spammer_score": spammer_score(T),
         "top_label_share": _safe_div(per_label.max(axis=1), answers),

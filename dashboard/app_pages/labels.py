@@ -9,6 +9,9 @@ from dashboard import quality_view as qv
 from dashboard import items_view, state, text
 from kdcrowd_core import quality
 
+#: items and per-class probability columns shown on screen (the download has every item and class)
+SHOWN, SHOWN_CLASSES = 500, 20
+
 st.title("Labels")
 st.caption("The inferred true label of every item, from the answers alone (no features, no training). "
            "Same numbers as `kdcrowd aggregate`.")
@@ -57,12 +60,17 @@ else:
     title = "Confidence of the inferred labels"
 st.plotly_chart(qc.confidence_distribution(bins, title=title), key="labels_conf")
 
-table = quality.labels_table(c, lab.proba)
-shown_labels, content_cfg = items_view.with_content(table.head(500), ds, item_column="item")
+# the first rows only on screen (the table of every item and class is built when downloaded)
+head = quality.labels_table_head(c, lab.proba, SHOWN, max_classes=SHOWN_CLASSES)
+shown_labels, content_cfg = items_view.with_content(head, ds, item_column="item")
 st.dataframe(shown_labels, hide_index=True, height=300, key="labels_table", column_config={
     "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.2f"),
     **content_cfg})
-st.caption(f"First {min(500, len(table)):,} of {len(table):,} items shown; the download has them all: "
-           "item, label, confidence, then one probability column per class.")
-st.download_button("Download the labels (CSV)", qv.csv_bytes(table), file_name=f"labels_{lab.method}.csv",
-                   mime="text/csv", icon=":material/download:", on_click="ignore", key="labels_download")
+per_class = ("one probability column per class" if c.n_classes <= SHOWN_CLASSES
+             else f"one probability column per class ({c.n_classes:,}: not shown here)")
+st.caption(f"First {len(head):,} of {c.n_items:,} items shown; the download has them all: "
+           f"item, label, confidence, then {per_class}.")
+proba = lab.proba
+st.download_button("Download the labels (CSV)", lambda: qv.csv_bytes(quality.labels_table(c, proba)),
+                   file_name=f"labels_{lab.method}.csv", mime="text/csv", icon=":material/download:",
+                   on_click="ignore", key="labels_download")

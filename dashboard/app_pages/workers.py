@@ -8,6 +8,7 @@ from dashboard import analysis as an
 from dashboard import charts, class_paging, state, training
 from dashboard import quality_view as qv
 from kdcrowd_core import quality
+from kdcrowd_core.inference import matrices
 
 PAGE_SIZE = 24
 SORTS = {"estimated accuracy": "accuracy", "activity (answers)": "answers",
@@ -48,8 +49,7 @@ p2.caption(f"{len(table):,} workers match; showing {len(shown)} "
 codes = c.worker_ids.get_indexer(shown.index)
 # many classes: one page of classes at a time (never 24 full K x K matrices in one figure)
 class_codes, shown_classes = class_paging.picker(c.classes, c.label_counts(), key="workers_class_page")
-grid = (a.ds_matrices[codes] if class_codes is None
-        else a.ds_matrices[codes[:, None, None], class_codes[None, :, None], class_codes[None, None, :]])
+grid = matrices.block(a.ds_matrices, codes, class_codes)
 subtitles = [f"{charts._short(w, 16)}<br>n={int(r.answers)} · acc {r.accuracy:.2f}" for w, r in shown.iterrows()]
 st.plotly_chart(charts.worker_matrix_grid(grid, shown.index, shown_classes, subtitles=subtitles,
                                           cols=6, title="Worker confusion matrices"), key="worker_grid")
@@ -130,7 +130,7 @@ d2.metric("Estimated accuracy", f"{row['accuracy']:.1%}")
 d3.metric("Agreement with consensus", f"{row['agreement']:.1%}")
 d4.metric("Spammer score", f"{row['spammer_score']:.2f}")
 
-mats = {"ds": a.ds_matrices[w]}
+mats = {"ds": matrices.block(a.ds_matrices, [w])[0]}
 run_id = training.selected_run_id(ds)
 run = training.load_run(run_id, c, ds.key) if run_id else None
 if (run is not None and training.belongs(run.record, ds) and len(run.result.worker_ids) == c.n_workers
@@ -138,7 +138,7 @@ if (run is not None and training.belongs(run.record, ds) and len(run.result.work
     wm = run.result.worker_matrices
     for name in ("teacher", "stage2"):
         if name in wm:
-            mats[name] = np.asarray(wm[name])[w]
+            mats[name] = matrices.block(wm[name], [w])[0]
 counts = None
 emp = an.empirical_confusion_counts(c, w)
 if emp is not None and emp.sum() > 0:

@@ -121,6 +121,10 @@ class HierarchicalDawidSkene(BaseInference):
         Floor of the matrix strength, in pseudo-answers per class (experimental: measured, not adopted).
     max_score_answers : int, default 20,000
         Answers sampled (fixed seed) to score the strengths; fewer when K is large.
+    sparse_from_classes : int, default 200
+        From this many classes the fit runs on sparse counts (:mod:`.adaptive_sparse`: no R x K x K array,
+        the matrices kept as ``matrices_``, a :class:`~.matrices.ShrunkMatrices`); default prior only
+        (``error_pattern="uniform"``, ``min_strength_per_class=0``).  0 = never.
     use_gold : bool, default True
         Clamp the posteriors of items with gold labels.
     device : str, default "auto"
@@ -145,6 +149,7 @@ class HierarchicalDawidSkene(BaseInference):
     min_strength_per_class: float = 0.0
     score: str = "information"
     max_score_answers: int = 20_000
+    sparse_from_classes: int = 200
     use_gold: bool = True
     device: str = "auto"
     dtype: str = "float64"
@@ -172,6 +177,8 @@ class HierarchicalDawidSkene(BaseInference):
             raise CrowdDataError(f"error_pattern must be 'uniform' or 'pooled', got {self.error_pattern!r}.")
         if self.score not in ("information", "predictive"):
             raise CrowdDataError(f"score must be 'information' or 'predictive', got {self.score!r}.")
+        if self._use_sparse(data):
+            return self._fit_sparse(data)
         t_start = time.perf_counter()
         op = AnswerOperator(data, dev, dt)
         floor = self.min_strength_per_class * data.n_classes
@@ -213,6 +220,21 @@ class HierarchicalDawidSkene(BaseInference):
         self.n_iter_, self.converged_, self.device_ = it, converged, str(dev)
         self.timings_ = {"total": time.perf_counter() - t_start}
         return q.double().cpu().numpy()
+
+    def _use_sparse(self, data: CrowdData) -> bool:
+        return (0 < self.sparse_from_classes <= data.n_classes and self.error_pattern == "uniform"
+                and self.min_strength_per_class == 0)
+
+    def _fit_sparse(self, data: CrowdData) -> np.ndarray:
+        """Many classes: the same model on sparse counts (see :mod:`.adaptive_sparse`)."""
+        from .adaptive_sparse import SparseHDSFit
+        q = SparseHDSFit(self, data).run()
+        M = self.matrices_
+        self.pooled_matrix_ = _pooled_from_counts(M, data.n_classes)
+        self.priors_ = pd.Series(self.prior_, index=list(data.classes), name="prior")
+        self.skills_ = pd.Series(self._accuracy.double().cpu().numpy(), index=pd.Index(data.worker_ids, name="worker"),
+                                 name="skill")
+        return q
 
     def _m_step(self, op: AnswerOperator, q: torch.Tensor, grid: torch.Tensor, search: bool = True):
         """Posterior-mean worker matrices under the empirical-Bayes hierarchical prior."""
@@ -274,6 +296,14 @@ class HierarchicalDawidSkene(BaseInference):
             return torch.where(tot > 0, votes / tot.clamp_min(_EPS), torch.full_like(votes, 1.0 / K))
         log_q = q_ans.clamp_min(1e-300).log() - self._logT_prev[worker * K + label]
         return torch.softmax(log_q, dim=1)
+
+
+def _pooled_from_counts(M, K: int) -> np.ndarray:
+    """The crowd's pooled matrix (K, K) ``[true j, answer c]`` from a ShrunkMatrices' counts, as the dense fit."""
+    pooled = np.zeros((K, K))
+    np.add.at(pooled, (M.cols, M.rows % K), M.values)
+    pooled += _EPS
+    return pooled / pooled.sum(axis=1, keepdims=True)
 
 
 def _answer_sample(data: CrowdData, limit: int, device: torch.device):

@@ -127,6 +127,7 @@ class BaseInference:
         self.errors_ = pd.DataFrame()
         self.proba_array_ = np.zeros((0, 0))
         self.worker_matrices_ = np.zeros((0, 0, 0))
+        self.matrices_ = None
         self.data_ = None
 
     def _fit_frame(self, data: CrowdData | pd.DataFrame, true_labels: pd.Series | None = None) -> BaseInference:
@@ -138,19 +139,70 @@ class BaseInference:
         if true_labels is not None:
             data = data.with_true_labels(true_labels)
         self.worker_matrices_ = None
+        self.matrices_ = None
         q = np.asarray(self._fit(data), dtype=np.float64)
         if q.shape != (data.n_items, data.n_classes):
             raise RuntimeError(f"{type(self).__name__} returned shape {q.shape}")
         self.data_ = data
         self.proba_array_ = q
         index = pd.Index(data.item_ids, name="task")
-        self.probas_ = pd.DataFrame(q, index=index, columns=pd.Index(data.classes, name="label"))
+        self._probas_frame = None   # probas_ is built on first read (a copy of proba_array_: N x K)
         # ties: the first class in data.classes (sorted labels) wins, as numpy.argmax
         self.labels_ = pd.Series(data.classes.take(q.argmax(axis=1)), index=index, name="agg_label")
-        if getattr(self, "worker_matrices_", None) is None or self.worker_matrices_.shape[0] != data.n_workers:
-            self.worker_matrices_ = self._worker_matrices(data, q)
+        T = self.__dict__.get("_dense_matrices")
+        if self.matrices_ is None and (T is None or T.shape[0] != data.n_workers):
+            self.worker_matrices_ = None
+            self._matrices_from_posteriors = True   # expected_confusion of proba_array_, built when first read
         self._errors_table = None  # built from worker_matrices_ on first access of errors_ (R*K x K, large for big K)
         return self
+
+    @property
+    def worker_matrices_(self) -> np.ndarray:
+        """Dense (R, K, K) float64 worker matrices ``[r, true j, answer c]``.
+
+        Built on first read when the method keeps them compactly (``matrices_``, many classes) or derives
+        them from its posteriors (:func:`expected_confusion`): with 1,000 classes the array takes
+        R x 8 MB, and a caller that needs one worker or the diagonals reads ``matrices_`` instead.
+        """
+        d = self.__dict__
+        T = d.get("_dense_matrices")
+        if T is None:
+            if d.get("matrices_") is not None:
+                T = np.asarray(d["matrices_"], dtype=np.float64)
+            elif d.get("_matrices_from_posteriors") and d.get("data_") is not None:
+                T = self._worker_matrices(d["data_"], d["proba_array_"])
+            else:
+                raise AttributeError(f"{type(self).__name__} has no worker_matrices_ before fit")
+            d["_dense_matrices"] = T
+        return T
+
+    @worker_matrices_.setter
+    def worker_matrices_(self, T) -> None:
+        self.__dict__["_dense_matrices"] = T
+        self.__dict__["_matrices_from_posteriors"] = False
+
+    @property
+    def compact_matrices_(self):
+        """The worker matrices in the cheapest form held: ``matrices_`` (compact) when the fit made one,
+        else the dense ``worker_matrices_`` (see :mod:`.matrices` for functions that take either)."""
+        M = self.__dict__.get("matrices_")
+        return M if M is not None else self.worker_matrices_
+
+    @property
+    def probas_(self) -> pd.DataFrame:
+        """Crowd-Kit's ``probas_`` (index ``task``, columns ``label``), built from ``proba_array_`` on first read."""
+        frame = self.__dict__.get("_probas_frame")
+        if frame is None:
+            data = self.__dict__.get("data_")
+            if data is None:
+                raise AttributeError(f"{type(self).__name__} has no probas_ before fit")
+            frame = self._probas_frame = pd.DataFrame(self.proba_array_, index=pd.Index(data.item_ids, name="task"),
+                                                      columns=pd.Index(data.classes, name="label"))
+        return frame
+
+    @probas_.setter
+    def probas_(self, frame: pd.DataFrame) -> None:
+        self._probas_frame = frame
 
     @property
     def errors_(self) -> pd.DataFrame:
@@ -161,10 +213,10 @@ class BaseInference:
         """
         table = self.__dict__.get("_errors_table")
         if table is None:
-            T = self.__dict__.get("worker_matrices_")
             data = self.__dict__.get("data_")
-            if T is None or data is None:
+            if data is None:
                 raise AttributeError(f"{type(self).__name__} has no errors_ before fit")
+            T = self.worker_matrices_
             table = self._errors_table = matrices_to_errors(T, data)
         return table
 
