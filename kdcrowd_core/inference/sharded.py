@@ -79,19 +79,22 @@ class Communicator:
         if self.world == 1:
             return [payloads[0]], more
         dist = self._dist
-        head = torch.tensor([[len(b), int(more)] for b in payloads], dtype=torch.int64).reshape(-1)
+        # NCCL moves CUDA tensors only: the bytes go through this rank's GPU there
+        dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else \
+            torch.device("cpu")
+        head = torch.tensor([[len(b), int(more)] for b in payloads], dtype=torch.int64).reshape(-1).to(dev)
         got = torch.empty_like(head)
         dist.all_to_all_single(got, head)
-        got = got.reshape(self.world, 2)
+        got = got.reshape(self.world, 2).cpu()
         sizes = got[:, 0].tolist()
         send_sizes = [len(b) for b in payloads]
         blob = b"".join(payloads)
         inp = torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.empty(0, dtype=torch.uint8)
-        out = torch.empty(int(sum(sizes)), dtype=torch.uint8)
+        out = torch.empty(int(sum(sizes)), dtype=torch.uint8, device=dev)
         if sum(sizes) or sum(send_sizes):
-            dist.all_to_all_single(out, inp, output_split_sizes=sizes, input_split_sizes=send_sizes)
+            dist.all_to_all_single(out, inp.to(dev), output_split_sizes=sizes, input_split_sizes=send_sizes)
         self.bytes_exchanged += len(blob)
-        raw = out.numpy().tobytes()
+        raw = out.cpu().numpy().tobytes()
         offs = [0, *np.cumsum(sizes).tolist()]
         return [raw[offs[k]:offs[k + 1]] for k in range(self.world)], bool(got[:, 1].any())
 
