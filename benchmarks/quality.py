@@ -2,18 +2,24 @@
 
 1. **Finding wrong labels.**  For the default method's consensus labels, the AUROC of each score for
    telling wrong labels from right ones (1 = perfect, 0.5 = chance): kdcrowd's quality score, vote
-   agreement, and Dawid-Skene's confidence (gold labels never enter inference).  Also the calibration
-   of the quality score (expected calibration error over 10 bins, and mean quality vs. accuracy):
-   label-free, and calibrated on half of the gold items then scored on the other half.
+   agreement, Dawid-Skene's probability of the consensus label, and the default method's confidence
+   (gold labels never enter inference); simulated crowds
+   at ``--sim-seeds`` seeds.  Also the calibration of the quality score (expected calibration error over
+   10 bins, and mean quality vs. accuracy): label-free (with the fitted over-dispersion ``rho``, and with
+   independent answers, ``rho = 0``), and calibrated on half of the gold items then scored on the other half.
 2. **Relabel next.**  A budget of B items (10 % of the eligible ones) each get ONE more answer; the
    consensus is re-inferred and the accuracy gained per extra answer compared across the item
-   choices: relabel-next, random, lowest agreement (ties at random).  Simulated crowds draw the new
-   answer from an activity-weighted worker new to the item, with the simulator's true matrix.  Real
-   crowds with many answers per item (dog, face, Music) start from 2 random answers per item and
-   reveal one of the held-back real answers of the chosen items (only items with a held-back answer
-   are eligible).  Means over ``--repeats`` repetitions.
+   choices: relabel-next, lowest quality, random, lowest agreement (ties at random).  Every policy reveals
+   exactly B answers, and the answer an item would get is fixed before any policy chooses (the same for
+   every policy).  Simulated crowds draw it from an activity-weighted worker new to the item, with the
+   simulator's true matrix.  Real crowds (dog, face, LabelMe, Music) start from 2 random answers per item
+   and reveal the next of the item's held-back real answers (in a random order fixed per repeat; only items
+   with a held-back answer are eligible, for every policy alike).  Per repeat the policies are paired (same
+   start, same answers): the table gives the mean gain per answer and the mean paired difference with
+   relabel-next with a 95 % interval (mean ± 1.96 standard errors over the repeats).  The real crowds'
+   repeats use seeds 100, 101, ...: seeds 0-19 were used to choose the policy's settings.
 
-    python benchmarks/quality.py [--repeats 3] [--quick]
+    python benchmarks/quality.py [--repeats 5] [--real-repeats 30] [--sim-seeds 3] [--quick]
 
 Writes docs/benchmarks_quality.md.
 """
@@ -110,9 +116,13 @@ def finding_wrong(name: str, data: CrowdData, truth: np.ndarray, seed: int = 0) 
     cons = q0.argmax(1)
     m = truth >= 0
     wrong = cons[m] != truth[m]
+    # plain Dawid-Skene's confidence in the same consensus labels (its probability of them)
+    ds = get_method("dawid_skene", use_gold=False).fit(data).proba_array_
+    ds = np.take_along_axis(ds, cons[:, None], 1)
     bare = CrowdData.from_arrays(data.item, data.worker, data.label, item_ids=data.item_ids,
                                  worker_ids=data.worker_ids, classes=data.classes, validate=False)
     sc = quality.quality_scores(bare, q0)                    # no gold: label-free calibration
+    sc_ind = quality.quality_scores(bare, q0, overdispersion=0.0)
     C = vote_counts(data)
     n = C.sum(1)
     agree = C[np.arange(len(C)), cons] / np.maximum(n, 1)
@@ -128,9 +138,12 @@ def finding_wrong(name: str, data: CrowdData, truth: np.ndarray, seed: int = 0) 
     right_other = (cons[other] == truth[other]).astype(float)
     return {"crowd": name, "items with truth": int(m.sum()), "consensus accuracy": 1 - wrong.mean(),
             "AUROC quality": auroc(-sc.quality[m], wrong), "AUROC agreement": auroc(-agree[m], wrong),
-            "AUROC DS confidence": auroc(-q0.max(1)[m], wrong),
+            "AUROC DS confidence": auroc(-ds.max(1)[m], wrong),
+            "AUROC method confidence": auroc(-q0.max(1)[m], wrong),
             "mean quality (label-free)": float(sc.quality[m].mean()),
+            "rho": sc.posterior.overdispersion,
             "ECE label-free": ece(sc.quality[m], (~wrong).astype(float)),
+            "ECE label-free, rho = 0": ece(sc_ind.quality[m], (~wrong).astype(float)),
             "ECE gold-calibrated (held-out half)": ece(sc_g.quality[other], right_other)}
 
 
@@ -177,7 +190,7 @@ def choose(strategy: str, data: CrowdData, q0: np.ndarray, budget: int, eligible
         return el[order[:budget]]
     if strategy == "lowest quality":
         sc = quality.quality_scores(data, q0)
-        order = np.argsort(sc.rank_score[el], kind="stable")
+        order = np.lexsort((rng.random(el.size), sc.rank_score[el]))
         return el[order[:budget]]
     t = quality.relabel_next(data, q0, budget, candidates=eligible, exclude_gold=False)
     return data.item_ids.get_indexer(t.index)
@@ -192,17 +205,19 @@ def sim_relabel(name: str, kw: dict, repeats: int, strategies: list[str]) -> lis
         acc0 = float((q0.argmax(1) == s.truth).mean())
         budget = d.n_items // 10
         act = d.answers_per_worker().astype(float)
+        # the answer each item would get next, drawn once (the same whichever policy picks the item)
+        rng = np.random.default_rng(1000 + rep)
+        seen = pd.Series(d.worker).groupby(d.item).agg(set)
+        next_worker = np.empty(d.n_items, dtype=np.int64)
+        next_label = np.empty(d.n_items, dtype=np.int64)
+        for i in range(d.n_items):
+            p = act.copy()
+            p[list(seen.get(i, set()))] = 0
+            next_worker[i] = rng.choice(d.n_workers, p=p / p.sum())
+            next_label[i] = rng.choice(d.n_classes, p=s.true_matrices[next_worker[i], s.truth[i]])
         for strat in strategies:
-            rng = np.random.default_rng(rep)
-            items = choose(strat, d, q0, budget, np.ones(d.n_items, bool), rng)
-            seen = pd.Series(d.worker).groupby(d.item).agg(set)
-            workers = []
-            for i in items:
-                p = act.copy()
-                p[list(seen.get(i, set()))] = 0
-                workers.append(rng.choice(d.n_workers, p=p / p.sum()))
-            workers = np.array(workers)
-            lab = np.array([rng.choice(d.n_classes, p=s.true_matrices[w, s.truth[i]]) for i, w in zip(items, workers)])
+            items = choose(strat, d, q0, budget, np.ones(d.n_items, bool), np.random.default_rng(rep))
+            workers, lab = next_worker[items], next_label[items]
             d2 = CrowdData.from_arrays(np.r_[d.item, items], np.r_[d.worker, workers], np.r_[d.label, lab],
                                        n_items=d.n_items, n_workers=d.n_workers, n_classes=d.n_classes,
                                        validate=False)
@@ -213,10 +228,10 @@ def sim_relabel(name: str, kw: dict, repeats: int, strategies: list[str]) -> lis
 
 
 def real_relabel(name: str, data: CrowdData, truth: np.ndarray, repeats: int, strategies: list[str],
-                 start: int = 2) -> list[dict]:
+                 start: int = 2, first_seed: int = 100) -> list[dict]:
     rows = []
     m = truth >= 0
-    for rep in range(repeats):
+    for rep in range(first_seed, first_seed + repeats):
         rng = np.random.default_rng(rep)
         order = rng.permutation(data.n_answers)
         rank = np.empty(data.n_answers, dtype=np.int64)
@@ -246,6 +261,27 @@ def real_relabel(name: str, data: CrowdData, truth: np.ndarray, repeats: int, st
     return rows
 
 
+def relabel_summary(rel: pd.DataFrame, ours: str = "relabel-next") -> pd.DataFrame:
+    """Per crowd and policy: mean gain per answer with its 95 % interval, and the paired difference
+    ``ours - policy`` (same repeats) with its 95 % interval (mean ± 1.96 standard errors)."""
+    rows = []
+    for (crowd, strat), g in rel.groupby(["crowd", "strategy"], sort=False):
+        mine = rel[(rel["crowd"] == crowd) & (rel["strategy"] == ours)].set_index("repeat")["gain per answer"]
+        x = g.set_index("repeat")["gain per answer"]
+        d = (mine - x).dropna()
+        n = len(x)
+        half = 1.96 * x.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        dhalf = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        rows.append({"crowd": crowd, "strategy": strat, "repeats": n, "budget": int(g["budget"].iloc[0]),
+                     "accuracy before": f"{g['accuracy before'].mean():.4f}",
+                     "gain per answer [95% CI]": f"{x.mean():.3f} [{x.mean() - half:.3f}, {x.mean() + half:.3f}]",
+                     f"{ours} minus this [95% CI]": "" if strat == ours else
+                     f"{d.mean():+.3f} [{d.mean() - dhalf:+.3f}, {d.mean() + dhalf:+.3f}]",
+                     f"repeats {ours} better / equal / worse": "" if strat == ours else
+                     f"{int((d > 1e-12).sum())} / {int((d.abs() <= 1e-12).sum())} / {int((d < -1e-12).sum())}"})
+    return pd.DataFrame(rows)
+
+
 def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
     """A pipe table (no tabulate dependency)."""
     def cell(v):
@@ -258,19 +294,25 @@ def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="one simulated crowd, one repeat")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of the relabel test per simulated crowd")
+    ap.add_argument("--real-repeats", type=int, default=30, help="repeats of the relabel test per real crowd")
+    ap.add_argument("--sim-seeds", type=int, default=3, help="simulated crowds (seeds 7, 8, ...) per setting "
+                                                            "for finding wrong labels")
+    ap.add_argument("--quick", action="store_true", help="one simulated crowd, two repeats")
     args = ap.parse_args(argv)
     t0 = time.time()
     strategies = ["relabel-next", "lowest quality", "random", "lowest agreement"]
     sims = dict(list(SIMS.items())[:1]) if args.quick else SIMS
-    repeats = 1 if args.quick else args.repeats
+    repeats = 2 if args.quick else args.repeats
+    real_repeats = 2 if args.quick else args.real_repeats
+    seeds = 1 if args.quick else args.sim_seeds
     real = real_crowds()
 
     find = []
     for name, kw in sims.items():
-        s = simulate_crowd(n_features=4, gold_fraction=0.0, seed=7, **kw)
-        find.append(finding_wrong(name, s.data, s.truth))
+        for seed in range(7, 7 + seeds):
+            s = simulate_crowd(n_features=4, gold_fraction=0.0, seed=seed, **kw)
+            find.append(finding_wrong(f"{name}, seed {seed}", s.data, s.truth))
     for name, (data, truth) in real.items():
         find.append(finding_wrong(name, data, truth))
     find = pd.DataFrame(find)
@@ -282,17 +324,16 @@ def main(argv=None) -> int:
     rel = []
     for name, kw in sims.items():
         rel += sim_relabel(name, kw, repeats, strategies)
-    for name in ("dog", "face", "Music"):
+    for name in ("dog", "face", "LabelMe", "Music"):
         if name in real:
-            rel += real_relabel(name, *real[name], repeats, strategies)
+            rel += real_relabel(name, *real[name], real_repeats, strategies)
     rel = pd.DataFrame(rel)
-    summary = rel.groupby(["crowd", "strategy"], sort=False).agg(
-        budget=("budget", "first"), accuracy_before=("accuracy before", "mean"),
-        gain_per_answer=("gain per answer", "mean"), sd=("gain per answer", "std")).reset_index()
-    print(summary.round(4).to_string(index=False))
+    summary = relabel_summary(rel)
+    print(summary.to_string(index=False))
 
     lines = ["# Item quality and relabel-next: measurements", "",
-             f"`python benchmarks/quality.py{' --quick' if args.quick else ''}` "
+             f"`python benchmarks/quality.py{' --quick' if args.quick else ''} --repeats {repeats} "
+             f"--real-repeats {real_repeats} --sim-seeds {seeds}` "
              f"({time.strftime('%Y-%m-%d')}, {time.time() - t0:.0f} s on this machine; default method "
              f"`{DEFAULT_METHOD}`, gold never used in inference). Protocol in the script's docstring.", "",
              "## Finding wrong consensus labels", "",
@@ -304,8 +345,13 @@ def main(argv=None) -> int:
              "item; its weight next to the answers is chosen on held-out answers.", "",
              to_markdown(feats, 3), "",
              "## Relabel next: accuracy gained per extra answer", "",
-             "Budget = 10 % of the eligible items, one extra answer each; `gain per answer` = items turned "
-             f"right per extra answer (mean over {repeats} repeats, `sd` across repeats).", "",
+             "Budget = 10 % of the eligible items, one extra answer each (the same number of answers for every "
+             "policy; the answer an item gets is fixed before any policy chooses); `gain per answer` = items "
+             "turned right per extra answer, mean over the repeats with its 95 % interval; the last column is "
+             "the paired difference (same start, same answers) between relabel-next and the row's policy, and "
+             "in how many repeats relabel-next gained more / as much / less. "
+             f"Simulated crowds: {repeats} repeats; real crowds: {real_repeats} repeats (seeds 100 on; seeds "
+             "0-19 were used to choose relabel-next's settings).", "",
              to_markdown(summary, 4), ""]
     OUT.write_text("\n".join(lines))
     print(f"-> {OUT}")

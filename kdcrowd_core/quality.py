@@ -12,8 +12,9 @@ array, no Python loop per answer):
   item's answers is a second opinion on it).
 - **What should be relabelled next?**  :func:`relabel_next` ranks items by the
   expected gain in the probability that the item's label is right after one
-  more answer from a typical worker of the pool (ActiveLab's idea, with the
-  workers' estimated confusion matrices).
+  more answer from a worker who has not answered it yet (ActiveLab's idea, with
+  the workers' estimated confusion matrices), plus half the probability that
+  the label is wrong now.
 - **Which workers to block or reward?**  :func:`worker_report` gives each worker's
   accuracy with a 95 % credible interval and flags from thresholds the user sets;
   :func:`block_list` / :func:`bonus_list` write them in the shapes MTurk and
@@ -35,7 +36,11 @@ answers are taken at face value, so almost every item gets a confidence of
 3. ``tau`` and ``w`` are chosen on the crowd itself: each answer of an item with
    at least two answers is held out in turn, the other answers give the item's
    posterior, and the choice that best predicts the held-out answer
-   (``sum_j q_j T[r, j, c]``) wins.
+   (``sum_j q_j T[r, j, c]``) wins;
+4. workers who err together (a shared distractor on hard items) make an item's
+   answers count for less than independent ones: the log-likelihood of item
+   ``i``'s ``n_i`` answers is divided by ``1 + (n_i - 1) rho``, ``rho`` fitted on
+   the vote counts (:func:`answer_overdispersion`).
 
 Every column of every table here is documented in ``docs/quality.md``.
 """
@@ -50,7 +55,7 @@ from .data import CrowdData, as_crowd_data
 from .errors import CrowdDataError
 
 __all__ = [
-    "CrowdPosterior", "crowd_posterior", "item_quality", "relabel_next", "relabel_task_list",
+    "CrowdPosterior", "crowd_posterior", "answer_overdispersion", "item_quality", "relabel_next", "relabel_task_list",
     "worker_report", "WorkerThresholds", "block_list", "bonus_list", "accuracy_interval",
     "beta_interval", "run_predictions", "oof_classifier_proba", "labels_table", "gold_accuracy", "quality_scores", "QualityScores", "QUALITY_REASONS",
 ]
@@ -136,6 +141,10 @@ class CrowdPosterior:
     heldout_loglik : float
         Mean log-probability of a held-out answer under the chosen setting (NaN when no item
         has two answers).
+    overdispersion : float
+        ``rho``, the correlation between two answers of the same item beyond what the true class
+        explains (0 = independent answers); an item's ``n`` answers then count as
+        ``n / (1 + (n - 1) rho)`` independent ones (:func:`answer_overdispersion`).
     """
 
     proba: np.ndarray
@@ -144,6 +153,7 @@ class CrowdPosterior:
     tau: float
     weight: float
     heldout_loglik: float
+    overdispersion: float = 0.0
 
 
 def _shrunk_matrices(data: CrowdData, q: np.ndarray, strength: float) -> np.ndarray:
@@ -176,9 +186,54 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+#: Concentrations tried by :func:`answer_overdispersion` (the last one is practically independent answers).
+_CONCENTRATIONS = tuple(2.0 ** k for k in range(-2, 11)) + (1e6,)
+
+
+def answer_overdispersion(data: CrowdData, soft_labels: np.ndarray) -> tuple[float, float]:
+    """How much more the answers of one item agree (or disagree) together than independent answers would.
+
+    Real workers err together on hard items (a shared distractor), which the worker matrices of an
+    independent-answers model cannot see, so its posteriors are over-confident.  Label-free: the vote
+    counts of every item are modelled as a mixture over the true class ``y`` of Dirichlet-multinomials
+    ``DirMult(counts_i | s * M[y])`` (``M`` = the pool's answer distribution per class from the soft labels,
+    ``pi`` = class shares); the concentration ``s`` with the highest marginal likelihood of the counts is
+    kept (a grid from 0.25 to 1024, and 1e6 = independent answers).  Returns ``(rho, s)`` with
+    ``rho = 1 / (1 + s)``, the intra-item correlation of two answers (0 when independent answers fit best).
+    """
+    from scipy.special import gammaln
+    data = as_crowd_data(data)
+    N, K = data.n_items, data.n_classes
+    q = np.asarray(soft_labels, dtype=np.float64)
+    C = np.bincount(data.item * K + data.label, minlength=N * K).reshape(N, K).astype(np.float64)
+    keep = C.sum(axis=1) >= 2                       # items with one answer carry no information on s
+    if keep.sum() < 10:
+        return 0.0, float("inf")
+    C, q = C[keep], q[keep]
+    n = C.sum(axis=1)
+    M = q.T @ C + 1e-3
+    M = M / M.sum(axis=1, keepdims=True)            # [true y, answer c]
+    log_pi = np.log(q.mean(axis=0) + 1e-9)
+    best = (-np.inf, _CONCENTRATIONS[-1])
+    for conc in _CONCENTRATIONS:
+        a = conc * M                                # (K y, K c)
+        ll = gammaln(a.sum(axis=1))[None] - gammaln(a.sum(axis=1)[None] + n[:, None])
+        for c in range(K):                          # sum over answers c, without an (N, K, K) array
+            ll = ll + gammaln(a[None, :, c] + C[:, c:c + 1]) - gammaln(a[None, :, c])
+        ll = ll + log_pi[None]
+        mx = ll.max(axis=1, keepdims=True)
+        total = float((mx[:, 0] + np.log(np.exp(ll - mx).sum(axis=1))).sum())
+        if total > best[0] + 1e-9:
+            best = (total, conc)
+    conc = best[1]
+    rho = 0.0 if conc >= _CONCENTRATIONS[-1] else 1.0 / (1.0 + conc)
+    return float(rho), float(conc)
+
+
 def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.ndarray | None = None, *,
                     strength: float | None = None, tau: float | None = None, weight: float | None = None,
-                    max_heldout: int = 100_000, seed: int = 0) -> CrowdPosterior:
+                    overdispersion: float | None = None, max_heldout: int = 100_000,
+                    seed: int = 0) -> CrowdPosterior:
     """The calibrated posterior of every item's true class.
 
     Parameters
@@ -188,6 +243,9 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     model_proba : (N, K) a classifier's probabilities for the items (out of fold when possible), or None.
     strength : pseudo-answers of the Dirichlet prior per matrix row (default ``K``).
     tau, weight : fix the tempering / model weight instead of choosing them on held-out answers.
+    overdispersion : ``rho`` (0 = independent answers); default: :func:`answer_overdispersion`.  An item's
+        answers' log-likelihood is further divided by ``1 + (n_i - 1) rho`` (the design effect of ``n_i``
+        correlated answers).
     max_heldout : at most this many held-out answers are scored per candidate setting (a seeded sample).
     """
     data = as_crowd_data(data)
@@ -237,9 +295,11 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
         best = (float(np.log(np.clip((qh * T[wk, :, lb]).sum(axis=1), _EPS, None)).mean()), t, w)
     ll, t, w = best
     pri = base if logm is None else (1 - w) * base + w * logm
-    q = _softmax(pri + t * L)
+    rho = answer_overdispersion(data, q0)[0] if overdispersion is None else float(overdispersion)
+    scale = t / (1.0 + np.maximum(n_per - 1, 0) * rho)
+    q = _softmax(pri + scale[:, None] * L)
     return CrowdPosterior(proba=q, matrices=T, prior=prior, tau=float(t), weight=float(w),
-                          heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"))
+                          heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"), overdispersion=float(rho))
 
 
 # ------------------------------------------------------------------ labels
@@ -401,9 +461,9 @@ def _oof(X: np.ndarray, q: np.ndarray, folds: int, epochs: int, hidden: int, wei
 
 
 # --------------------------------------------------------------- item quality
-#: Weight of the crowd posterior (vs. plain vote agreement) in the ranking score; measured in
-#: benchmarks/quality.py (docs/benchmarks_quality.md).
-RANK_POSTERIOR_WEIGHT = 0.8
+#: Weight of the method's posterior (vs. plain vote agreement) in the ranking score; measured in
+#: benchmarks/quality.py on simulated crowds and the real crowds (docs/benchmarks_quality.md).
+RANK_POSTERIOR_WEIGHT = 0.95
 #: Gold items needed before the quality score is calibrated on gold rather than on held-out answers.
 MIN_GOLD_FOR_CALIBRATION = 30
 
@@ -413,7 +473,9 @@ class QualityScores:
     """Per-item scores behind :func:`item_quality` (all (N,), aligned with the answers' items).
 
     ``consensus`` (codes), ``agreement`` (share of answers equal to it), ``rank_score`` (what orders the
-    items: ``RANK_POSTERIOR_WEIGHT * P_tau=1(consensus) + (1 - RANK_POSTERIOR_WEIGHT) * agreement``),
+    items: ``RANK_POSTERIOR_WEIGHT * P(consensus) + (1 - RANK_POSTERIOR_WEIGHT) * agreement``, ``P`` the
+    method's posterior, with a model's probabilities as a second opinion when given; ties between
+    saturated posteriors broken by the posterior's log-odds, see :func:`_rank_score`),
     ``quality`` (``rank_score`` mapped to a probability by a logistic fit), ``calibration`` (on what the
     fit was made: ``"gold (n items, cross-fitted)"`` or ``"held-out answers"``), ``posterior`` (the
     calibrated :class:`CrowdPosterior`).
@@ -470,28 +532,57 @@ def _platt(x: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float, float
     return float(w[0] / sd), float(w[1] - w[0] * mu / sd)
 
 
+def _rank_score(q0: np.ndarray, cons: np.ndarray, agree: np.ndarray, model_proba: np.ndarray | None,
+                post: CrowdPosterior, sharp: np.ndarray) -> np.ndarray:
+    """The ranking score in logit units (N,): ``logit(w P(cons) + (1 - w) agreement)`` plus a tie-break
+    below 1e-3 from ``sharp``'s log-odds of the consensus (``sharp``: the shrunk-matrix posterior, untempered;
+    it still tells 4 unanimous answers from 1 where the method's posterior saturates at 1.0, e.g. majority vote).
+
+    ``P`` is the method's posterior ``q0``; with a model, ``log P = log q0 + weight * (log p_model - log prior)``
+    (the model as a second opinion, with the weight chosen on held-out answers by :func:`crowd_posterior`).
+    """
+    N = q0.shape[0]
+    logp = np.log(np.clip(q0, 1e-300, None))
+    if model_proba is not None and post.weight > 0:
+        logp = logp + post.weight * (np.log(np.clip(np.asarray(model_proba, dtype=np.float64), 1e-6, None))
+                                     - np.log(post.prior)[None])
+    logp = logp - logp.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    p = p / p.sum(axis=1, keepdims=True)
+    rows = np.arange(N)
+    ls = np.log(np.clip(sharp, 1e-300, None))
+    others = ls.copy()
+    others[rows, cons] = -np.inf
+    mx = others.max(axis=1, keepdims=True)
+    lo = ls[rows, cons] - (mx[:, 0] + np.log(np.exp(others - mx).sum(axis=1)))
+    w = RANK_POSTERIOR_WEIGHT
+    score = np.clip(w * p[rows, cons] + (1 - w) * agree, 1e-9, 1 - 1e-9)
+    return np.log(score) - np.log1p(-score) + 1e-3 * np.tanh(lo / 50.0)
+
+
 def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.ndarray | None = None, *,
-                   use_gold: bool = True, seed: int = 0) -> QualityScores:
+                   use_gold: bool = True, overdispersion: float | None = None, seed: int = 0) -> QualityScores:
     """Consensus, agreement, ranking score and calibrated quality of every item (see :class:`QualityScores`).
 
     Calibration: with at least ``MIN_GOLD_FOR_CALIBRATION`` gold items (and ``use_gold``), a logistic
     map (two parameters, increasing: the order of the items is kept) from the ranking score to "the
     consensus label is right" is fitted on the gold items; otherwise it is fitted to the calibrated
     posterior's probability of the consensus label (no label needed).  Pass ``use_gold=False`` when the
-    gold labels were clamped during inference (they are then right by construction).
+    gold labels were clamped during inference (they are then right by construction).  ``overdispersion``:
+    see :func:`crowd_posterior` (default: fitted on the vote counts).
     """
     data = as_crowd_data(data)
     q0 = np.asarray(soft_labels, dtype=np.float64)
     N, K = data.n_items, data.n_classes
-    post = crowd_posterior(data, q0, model_proba, seed=seed)
-    sharp = crowd_posterior(data, q0, model_proba, tau=1.0, seed=seed)
+    post = crowd_posterior(data, q0, model_proba, overdispersion=overdispersion, seed=seed)
     cons = q0.argmax(axis=1)
     C = np.bincount(data.item * K + data.label, minlength=N * K).reshape(N, K)
     n = C.sum(axis=1)
     agree = np.divide(C[np.arange(N), cons], n, out=np.zeros(N), where=n > 0)
-    w = RANK_POSTERIOR_WEIGHT
-    rank = w * sharp.proba[np.arange(N), cons] + (1 - w) * agree
-    x = _logit(rank)
+    sharp = crowd_posterior(data, q0, model_proba, tau=1.0, weight=post.weight if model_proba is not None else None,
+                            overdispersion=0.0, seed=seed)
+    x = _rank_score(q0, cons, agree, model_proba, post, sharp.proba)
+    rank = _sigmoid(x)
     gold = data.gold if data.gold is not None else np.full(N, -1)
     known = np.flatnonzero(gold >= 0)
     if use_gold and known.size >= MIN_GOLD_FOR_CALIBRATION:
@@ -619,17 +710,19 @@ def _join_reasons(parts: list[np.ndarray]) -> np.ndarray:
 def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: RunView | None = None, *,
                  scores: QualityScores | None = None, exclude_gold: bool = True,
                  candidates: np.ndarray | None = None) -> pd.DataFrame:
-    """The ``budget`` items where one more answer is expected to help most.
+    """The ``budget`` items where one more answer is expected to help most (ActiveLab's idea, with worker quality).
 
-    For item ``i`` with calibrated posterior ``q_i`` and the pool's typical worker matrix ``T``
-    (the answer-weighted average of the shrunk worker matrices), one more answer ``c`` would give
-    ``q'_i(c) ∝ q_i * T[:, c]^tau``; the score is the expected gain in the probability that the item's
-    label is right, ``E_c[max_j q'_ij(c)] - max_j q_ij`` with ``P(c) = sum_j q_ij T[j, c]``.  Ties (items
-    where one answer cannot change the label) are broken by the lower quality first.  Items with a
-    gold label are skipped unless ``exclude_gold=False``; ``candidates`` (bool (N,)) limits the choice
-    further (e.g. to the items a platform can still send out).
+    Each item's ``priority`` is ``expected_gain + RELABEL_WRONG_WEIGHT * (1 - quality)``:
+    ``expected_gain`` (:func:`expected_gain`) is the expected increase in the probability that the item's
+    label is right after one more answer from a worker who has not answered it yet (belief: the quality
+    score for the consensus, the calibrated posterior for the other classes; the answer's effect through
+    that worker pool's matrix), and ``1 - quality`` the probability that the label is wrong now: on real
+    crowds workers err together, so the model's own expected gain under-counts the items an answer
+    turns.  Highest priority first; ties by the lower ranking score.  Items with a gold label are
+    skipped unless ``exclude_gold=False``; ``candidates`` (bool (N,)) limits the choice further (e.g. to
+    the items a platform can still send out).
 
-    Returns a DataFrame indexed by item id (best first) with ``rank``, ``expected_gain``, ``quality``,
+    Returns a DataFrame indexed by item id (best first) with ``rank``, ``priority``, ``expected_gain``, ``quality``,
     ``consensus``, ``agreement``, ``answers``, ``votes``, ``reason``.
     """
     data = as_crowd_data(data)
@@ -646,29 +739,74 @@ def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: Run
                              hint=f"use a budget of at most {n_elig}.")
     q0 = np.asarray(soft_labels, dtype=np.float64)
     sc = scores or quality_scores(data, q0, None if run is None else run.model_proba)
-    gain = expected_gain(data, sc.posterior)
-    order = np.lexsort((sc.rank_score, -np.round(gain, 9)))
+    gain = expected_gain(data, sc.posterior, sc.quality, sc.consensus)
+    priority = gain + RELABEL_WRONG_WEIGHT * (1.0 - sc.quality)
+    order = np.lexsort((sc.rank_score, -np.round(priority, 9)))
     order = order[eligible[order]][:budget]
     table = item_quality(data, q0, run, scores=sc, class_probas=False)
     out = table.loc[data.item_ids.take(order), ["consensus", "quality", "agreement", "answers", "votes", "reason"]]
     out.insert(0, "expected_gain", gain[order])
+    out.insert(0, "priority", priority[order])
     out.insert(0, "rank", np.arange(1, len(order) + 1))
     return out
 
 
-def expected_gain(data: CrowdData, post: CrowdPosterior, chunk: int = 4096) -> np.ndarray:
-    """Per item, the expected gain in ``max_j q_ij`` from one more answer of a typical worker (N,)."""
-    w = data.answers_per_worker().astype(np.float64)
-    T = np.tensordot(w / max(w.sum(), 1.0), post.matrices, axes=1)     # (K, K) typical worker
-    Tt = np.clip(T, _EPS, None) ** post.tau
-    q = post.proba
-    out = np.empty(q.shape[0])
-    for s in range(0, q.shape[0], chunk):
-        qs = q[s:s + chunk]                                   # (n, K)
-        pc = qs @ T                                           # (n, c) P(next answer = c)
-        upd = qs[:, :, None] * Tt[None]                       # (n, j, c) unnormalised q'
+#: Weight of "the label is probably wrong" (1 - quality) next to the expected gain in the relabel priority;
+#: chosen on simulated crowds and 20 repeats of the real crowds' protocol (benchmarks/quality.py).
+RELABEL_WRONG_WEIGHT = 0.5
+#: Largest number of classes for which the next worker is drawn from each item's own available workers
+#: (an (items, K, K) computation); above it, from the whole pool.
+RELABEL_POOL_MAX_CLASSES = 64
+
+
+def expected_gain(data: CrowdData, post: CrowdPosterior, quality: np.ndarray | None = None,
+                  consensus: np.ndarray | None = None, max_block: int = 4_000_000) -> np.ndarray:
+    """Per item, the expected gain in the probability that the item's label is right after one more answer (N,).
+
+    The next answer comes from a worker who has not answered the item yet, drawn in proportion to the
+    workers' activity: its matrix is ``T_i``, the activity-weighted average of those workers' shrunk matrices
+    (the whole pool's when ``K > RELABEL_POOL_MAX_CLASSES``).  With the item's belief ``q`` (the calibrated
+    posterior; with ``quality`` and ``consensus``, ``q[consensus] = quality`` and the rest shared as in the
+    posterior), an answer ``c`` has probability ``sum_j q_j T_i[j, c]`` and gives ``q'(c) ∝ q * T_i[:, c]^tau``;
+    the gain is ``E_c[max_j q'_j(c)] - q[consensus]`` (the label after the answer is the most probable one).
+    """
+    N, K = post.proba.shape
+    q = post.proba.copy()
+    rows = np.arange(N)
+    cons = q.argmax(axis=1) if consensus is None else np.asarray(consensus)
+    if quality is not None:
+        rest = q.copy()
+        rest[rows, cons] = 0.0
+        tot = rest.sum(axis=1, keepdims=True)
+        rest = np.where(tot > 0, rest / np.clip(tot, _EPS, None), (1.0 - np.eye(K)[cons]) / max(K - 1, 1))
+        q = rest * (1.0 - np.asarray(quality, dtype=np.float64))[:, None]
+        q[rows, cons] = quality
+    act = data.answers_per_worker().astype(np.float64)
+    pool = np.tensordot(act, post.matrices, axes=1)                      # (K, K) activity-weighted sum
+    per_item = K <= RELABEL_POOL_MAX_CLASSES
+    if per_item:                                                         # minus the item's own workers
+        import torch
+        seen = torch.zeros(N, K * K, dtype=torch.float64)
+        wm = torch.from_numpy(np.ascontiguousarray(post.matrices.reshape(-1, K * K)))
+        seen.index_add_(0, torch.from_numpy(data.item), wm[torch.from_numpy(data.worker)]
+                        * torch.from_numpy(act[data.worker])[:, None])
+        seen = seen.numpy().reshape(N, K, K)
+        left = act.sum() - np.bincount(data.item, weights=act[data.worker], minlength=N)
+    out = np.empty(N)
+    chunk = max(1, int(max_block) // (K * K))
+    for s in range(0, N, chunk):
+        qs = q[s:s + chunk]                                              # (n, j)
+        if per_item:
+            lft = left[s:s + chunk]
+            Ti = np.where(lft[:, None, None] > 0, (pool[None] - seen[s:s + chunk])
+                          / np.clip(lft, _EPS, None)[:, None, None], pool[None] / max(act.sum(), _EPS))
+        else:
+            Ti = np.broadcast_to(pool / max(act.sum(), _EPS), (qs.shape[0], K, K))
+        Ti = np.clip(Ti, _EPS, None)
+        pc = np.einsum("nj,njc->nc", qs, Ti)                             # P(next answer = c)
+        upd = qs[:, :, None] * Ti ** post.tau                            # (n, j, c) unnormalised q'
         upd = upd / np.clip(upd.sum(axis=1, keepdims=True), _EPS, None)
-        out[s:s + chunk] = (pc * upd.max(axis=1)).sum(axis=1) - qs.max(axis=1)
+        out[s:s + chunk] = (pc * upd.max(axis=1)).sum(axis=1) - qs[np.arange(qs.shape[0]), cons[s:s + chunk]]
     return out
 
 

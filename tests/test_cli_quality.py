@@ -86,7 +86,9 @@ def test_relabel_task_list_budget_and_content(capsys, simdir, tmp_path):
     gold = pd.read_csv(simdir / "gold.csv")
     assert not set(t["item_id"]) & set(gold.iloc[:, 0].astype(str))      # gold items are not sent again
     code, _, _ = run(capsys, "-q", "relabel", simdir / "answers.csv", "--budget", 5, "--details", "-o", out)
-    assert code == 0 and list(pd.read_csv(out).columns[:3]) == ["item", "rank", "expected_gain"]
+    det = pd.read_csv(out)
+    assert code == 0 and list(det.columns[:4]) == ["item", "rank", "priority", "expected_gain"]
+    assert (np.diff(det["priority"]) <= 1e-9).all()
     code, _, err = run(capsys, "relabel", simdir / "answers.csv", "--budget", 1000, "-o", out)
     assert code == 2 and "--budget at most 300" in err
     code, _, err = run(capsys, "relabel", simdir / "answers.csv", "--budget", 0, "-o", out)

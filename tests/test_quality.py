@@ -103,7 +103,10 @@ def test_relabel_next_prefers_uncertain_items_and_checks_budget(sim):
     s, ds = sim
     nxt = quality.relabel_next(s.data, ds.proba_array_, 50)
     assert list(nxt["rank"]) == list(range(1, 51))
-    assert (np.diff(nxt["expected_gain"].to_numpy()) <= 1e-9).all()
+    assert (np.diff(nxt["priority"].to_numpy()) <= 1e-9).all()                  # highest priority first
+    np.testing.assert_allclose(nxt["priority"], nxt["expected_gain"] + quality.RELABEL_WRONG_WEIGHT
+                               * (1 - nxt["quality"]), atol=1e-9)
+    assert (nxt["expected_gain"] > -1e-9).all()        # the chosen items: an answer can only help in expectation
     assert not s.data.gold_mask[s.data.item_ids.get_indexer(nxt.index)].any()   # gold items skipped
     t = quality.item_quality(s.data, ds.proba_array_)
     assert nxt["quality"].mean() < t["quality"].mean() - 0.2
@@ -189,3 +192,35 @@ def test_work_seconds_from_mturk_file(tmp_path):
     q = tmp_path / "long.csv"
     q.write_text("item,worker,label\ni1,A1,cat\n")
     assert quality.work_seconds_from_file(q) is None
+
+
+def _shared_distractor_crowd(hard_share: float, seed: int = 0):
+    """8 answers per item; on 'hard' items half the answers go to one shared wrong class (workers err together)."""
+    rng = np.random.default_rng(seed)
+    N, K, R, n = 400, 4, 20, 8
+    truth = rng.integers(0, K, N)
+    hard = rng.random(N) < hard_share
+    distractor = (truth + rng.integers(1, K, N)) % K
+    item = np.repeat(np.arange(N), n)
+    worker = np.concatenate([rng.choice(R, n, replace=False) for _ in range(N)])
+    label = np.where(rng.random(item.size) < 0.8, truth[item], rng.integers(0, K, item.size))
+    label = np.where(hard[item] & (rng.random(item.size) < 0.5), distractor[item], label)
+    return CrowdData.from_arrays(item, worker, label, n_items=N, n_workers=R, n_classes=K), truth
+
+
+def test_overdispersion_found_when_workers_err_together_and_not_otherwise():
+    indep, truth0 = _shared_distractor_crowd(0.0)
+    q0 = get_method("dawid_skene", use_gold=False).fit(indep).proba_array_
+    assert quality.answer_overdispersion(indep, q0)[0] == 0.0
+    assert quality.crowd_posterior(indep, q0).overdispersion == 0.0
+    data, truth = _shared_distractor_crowd(0.3)
+    q = get_method("dawid_skene", use_gold=False).fit(data).proba_array_
+    rho, conc = quality.answer_overdispersion(data, q)
+    assert 0.03 < rho < 0.5 and rho == pytest.approx(1 / (1 + conc))
+    cons, rows = q.argmax(1), np.arange(data.n_items)
+    accuracy = (cons == truth).mean()
+    post = quality.crowd_posterior(data, q)
+    indep_post = quality.crowd_posterior(data, q, overdispersion=0.0)
+    assert post.overdispersion == rho
+    # the correlated answers count for less: less over-confident, closer to the true accuracy
+    assert abs(post.proba[rows, cons].mean() - accuracy) < abs(indep_post.proba[rows, cons].mean() - accuracy) - 0.03

@@ -86,6 +86,7 @@ except Exception as exc:  # noqa: BLE001
     st.error(text.md(exc))
     st.stop()
 st.dataframe(nxt, height=280, key="relabel_table", column_config={
+    "priority": st.column_config.NumberColumn("priority", format="%.3f"),
     "expected_gain": st.column_config.NumberColumn("expected gain", format="%.3f"),
     "quality": st.column_config.NumberColumn("quality", format="%.2f")})
 st.download_button(f"Download the relabel task list ({len(nxt)} items, CSV)",
