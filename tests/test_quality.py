@@ -105,7 +105,8 @@ def test_relabel_next_prefers_uncertain_items_and_checks_budget(sim):
     assert list(nxt["rank"]) == list(range(1, 51))
     assert (np.diff(nxt["priority"].to_numpy()) <= 1e-9).all()                  # highest priority first
     np.testing.assert_allclose(nxt["priority"], nxt["expected_gain"] + quality.RELABEL_WRONG_WEIGHT
-                               * (1 - nxt["quality"]), atol=1e-9)
+                               * (1 - nxt["quality"]) + quality.RELABEL_CONTESTED_WEIGHT
+                               * (1 - nxt["agreement"].fillna(0)), atol=1e-9)
     assert (nxt["expected_gain"] > -1e-9).all()        # the chosen items: an answer can only help in expectation
     assert not s.data.gold_mask[s.data.item_ids.get_indexer(nxt.index)].any()   # gold items skipped
     t = quality.item_quality(s.data, ds.proba_array_)
