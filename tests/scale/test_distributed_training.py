@@ -113,3 +113,27 @@ def test_killed_rank_stops_training(sim, tmp_path):
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+def test_hooks_on_one_rank_change_nothing(sim):
+    """On a one-process gloo group the data-parallel hooks (shard, local batch, gradient all-reduce, weight
+    broadcast, generator sync) leave training exactly as without them: they add communication, not math."""
+    import numpy as np
+    import torch.distributed as dist
+
+    from kdcrowd_core.io import load_crowd
+    from kdcrowd_core.kd import KDCrowd
+    from kdcrowd_core.kd.distributed import DataParallel
+    data = load_crowd(sim / "answers.csv", features=sim / "features.csv")
+    cfg = {"epochs_teacher": 2, "epochs_student": 2, "epochs_stage2": 2, "device": "cpu", "num_threads": 1}
+    plain = KDCrowd(cfg).fit(data)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        tr = KDCrowd(cfg)
+        tr.data_parallel = DataParallel("cpu")
+        hooked = tr.fit(data)
+    finally:
+        dist.destroy_process_group()
+    assert tr.data_parallel.steps > 0 and tr.data_parallel.items_trained == tr.data_parallel.items_total > 0
+    for k in ("teacher", "student", "stage2"):
+        assert np.array_equal(plain.probas[k], hooked.probas[k]), k
