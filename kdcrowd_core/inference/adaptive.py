@@ -37,7 +37,7 @@ from .base import BaseInference, register
 _EPS = 1e-10
 
 #: Candidate prior strengths (pseudo-answers per matrix row).
-STRENGTH_GRID = tuple(float(v) for v in np.geomspace(0.25, 256.0, 11))
+STRENGTH_GRID = tuple(2.0 ** e for e in range(-2, 9))   # 0.25 .. 256, exact powers of two
 #: Candidate strengths of the accuracy prior: at least 2 pseudo-answers (one-coin DS's Laplace prior); below
 #: that, workers with a handful of answers get accuracies of 0 or 1 that the sparse crowds punish.
 ACCURACY_STRENGTH_GRID = tuple(v for v in STRENGTH_GRID if v >= 2.0)
