@@ -156,7 +156,8 @@ def with_features(name: str, data: CrowdData, truth: np.ndarray, X: np.ndarray) 
     sc0 = quality.quality_scores(data, q0)
     return {"crowd": name, "out-of-fold classifier accuracy": float((P.argmax(1) == truth).mean()),
             "AUROC quality (answers only)": auroc(-sc0.quality, wrong),
-            "AUROC quality (+ features)": auroc(-sc.quality, wrong), "AUROC DS confidence": auroc(-q0.max(1), wrong),
+            "AUROC quality (+ features)": auroc(-sc.quality, wrong),
+            "AUROC method confidence": auroc(-q0.max(1), wrong),
             "model weight chosen": sc.posterior.weight}
 
 

@@ -461,8 +461,8 @@ def _oof(X: np.ndarray, q: np.ndarray, folds: int, epochs: int, hidden: int, wei
 
 
 # --------------------------------------------------------------- item quality
-#: Weight of the method's posterior (vs. plain vote agreement) in the ranking score; measured in
-#: benchmarks/quality.py on simulated crowds and the real crowds (docs/benchmarks_quality.md).
+#: Weight of the posteriors (the method's and plain Dawid-Skene's, vs. plain vote agreement) in the ranking
+#: score; measured in benchmarks/quality.py on simulated crowds and the real crowds (docs/benchmarks_quality.md).
 RANK_POSTERIOR_WEIGHT = 0.95
 #: Gold items needed before the quality score is calibrated on gold rather than on held-out answers.
 MIN_GOLD_FOR_CALIBRATION = 30
@@ -532,36 +532,41 @@ def _platt(x: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float, float
     return float(w[0] / sd), float(w[1] - w[0] * mu / sd)
 
 
-def _rank_score(q0: np.ndarray, cons: np.ndarray, agree: np.ndarray, model_proba: np.ndarray | None,
-                post: CrowdPosterior, sharp: np.ndarray) -> np.ndarray:
+def _rank_score(posteriors: list[np.ndarray], cons: np.ndarray, agree: np.ndarray,
+                model_proba: np.ndarray | None, post: CrowdPosterior, sharp: np.ndarray) -> np.ndarray:
     """The ranking score in logit units (N,): ``logit(w P(cons) + (1 - w) agreement)`` plus a tie-break
     below 1e-3 from ``sharp``'s log-odds of the consensus (``sharp``: the shrunk-matrix posterior, untempered;
     it still tells 4 unanimous answers from 1 where the method's posterior saturates at 1.0, e.g. majority vote).
 
-    ``P`` is the method's posterior ``q0``; with a model, ``log P = log q0 + weight * (log p_model - log prior)``
-    (the model as a second opinion, with the weight chosen on held-out answers by :func:`crowd_posterior`).
+    ``P`` is the mean of the ``posteriors``' probabilities of the consensus (the method's and plain
+    Dawid-Skene's); with a model, each is first updated by it: ``log P = log q + weight * (log p_model -
+    log prior)`` (the model as a second opinion, with the weight chosen on held-out answers by
+    :func:`crowd_posterior`).
     """
-    N = q0.shape[0]
-    logp = np.log(np.clip(q0, 1e-300, None))
-    if model_proba is not None and post.weight > 0:
-        logp = logp + post.weight * (np.log(np.clip(np.asarray(model_proba, dtype=np.float64), 1e-6, None))
-                                     - np.log(post.prior)[None])
-    logp = logp - logp.max(axis=1, keepdims=True)
-    p = np.exp(logp)
-    p = p / p.sum(axis=1, keepdims=True)
+    N = cons.shape[0]
     rows = np.arange(N)
+    p_cons = np.zeros(N)
+    for q in posteriors:
+        logp = np.log(np.clip(q, 1e-300, None))
+        if model_proba is not None and post.weight > 0:
+            logp = logp + post.weight * (np.log(np.clip(np.asarray(model_proba, dtype=np.float64), 1e-6, None))
+                                         - np.log(post.prior)[None])
+        logp = logp - logp.max(axis=1, keepdims=True)
+        p = np.exp(logp)
+        p_cons += p[rows, cons] / p.sum(axis=1) / len(posteriors)
     ls = np.log(np.clip(sharp, 1e-300, None))
     others = ls.copy()
     others[rows, cons] = -np.inf
     mx = others.max(axis=1, keepdims=True)
     lo = ls[rows, cons] - (mx[:, 0] + np.log(np.exp(others - mx).sum(axis=1)))
     w = RANK_POSTERIOR_WEIGHT
-    score = np.clip(w * p[rows, cons] + (1 - w) * agree, 1e-9, 1 - 1e-9)
+    score = np.clip(w * p_cons + (1 - w) * agree, 1e-9, 1 - 1e-9)
     return np.log(score) - np.log1p(-score) + 1e-3 * np.tanh(lo / 50.0)
 
 
 def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.ndarray | None = None, *,
-                   use_gold: bool = True, overdispersion: float | None = None, seed: int = 0) -> QualityScores:
+                   use_gold: bool = True, overdispersion: float | None = None, reference: np.ndarray | None = None,
+                   seed: int = 0) -> QualityScores:
     """Consensus, agreement, ranking score and calibrated quality of every item (see :class:`QualityScores`).
 
     Calibration: with at least ``MIN_GOLD_FOR_CALIBRATION`` gold items (and ``use_gold``), a logistic
@@ -569,7 +574,10 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
     consensus label is right" is fitted on the gold items; otherwise it is fitted to the calibrated
     posterior's probability of the consensus label (no label needed).  Pass ``use_gold=False`` when the
     gold labels were clamped during inference (they are then right by construction).  ``overdispersion``:
-    see :func:`crowd_posterior` (default: fitted on the vote counts).
+    see :func:`crowd_posterior` (default: fitted on the vote counts).  ``reference``: a second
+    truth-inference posterior (N, K) averaged with ``soft_labels`` in the ranking score (default: plain
+    Dawid-Skene fitted on the answers, gold not used, up to ``RELABEL_POOL_MAX_CLASSES`` classes; two models'
+    agreement ranks wrong labels better than either: docs/benchmarks_quality.md).
     """
     data = as_crowd_data(data)
     q0 = np.asarray(soft_labels, dtype=np.float64)
@@ -581,7 +589,16 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
     agree = np.divide(C[np.arange(N), cons], n, out=np.zeros(N), where=n > 0)
     sharp = crowd_posterior(data, q0, model_proba, tau=1.0, weight=post.weight if model_proba is not None else None,
                             overdispersion=0.0, seed=seed)
-    x = _rank_score(q0, cons, agree, model_proba, post, sharp.proba)
+    if reference is None and K <= RELABEL_POOL_MAX_CLASSES:
+        from .inference import get_method
+        reference = get_method("dawid_skene", use_gold=False).fit(data).proba_array_
+    elif reference is None:          # many classes: dense Dawid-Skene matrices would be large; the method alone
+        reference = q0
+    reference = np.asarray(reference, dtype=np.float64)
+    if reference.shape != (N, K):
+        raise CrowdDataError(f"the reference posterior must have shape (items={N}, classes={K}), "
+                             f"got {reference.shape}.")
+    x = _rank_score([q0, reference], cons, agree, model_proba, post, sharp.proba)
     rank = _sigmoid(x)
     gold = data.gold if data.gold is not None else np.full(N, -1)
     known = np.flatnonzero(gold >= 0)

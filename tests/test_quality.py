@@ -225,3 +225,15 @@ def test_overdispersion_found_when_workers_err_together_and_not_otherwise():
     assert post.overdispersion == rho
     # the correlated answers count for less: less over-confident, closer to the true accuracy
     assert abs(post.proba[rows, cons].mean() - accuracy) < abs(indep_post.proba[rows, cons].mean() - accuracy) - 0.03
+
+
+def test_ranking_averages_the_method_with_plain_dawid_skene(sim):
+    s, ds = sim
+    default = quality.quality_scores(s.data, ds.proba_array_)
+    same = quality.quality_scores(s.data, ds.proba_array_, reference=ds.proba_array_)
+    np.testing.assert_allclose(default.rank_score, same.rank_score, atol=1e-9)     # the default reference is DS
+    mv = get_method("mv").fit(s.data).proba_array_
+    mixed = quality.quality_scores(s.data, ds.proba_array_, reference=mv)
+    assert not np.allclose(mixed.rank_score, default.rank_score)
+    with pytest.raises(CrowdDataError, match="reference posterior"):
+        quality.quality_scores(s.data, ds.proba_array_, reference=mv[:10])
