@@ -92,6 +92,35 @@ def _clean_matrices(T: np.ndarray | None, R: int, K: int, floor: float = 1e-3) -
     return T / T.sum(axis=2, keepdims=True)
 
 
+#: Largest (answers x K x K) block of per-answer matrices gathered at once; past it, answers go worker by worker.
+_GATHER_CELLS = 1 << 22
+
+
+def mix_through_matrices(p: torch.Tensor, worker: torch.Tensor, matrices) -> torch.Tensor:
+    """``out[a] = p[a] @ T[worker[a]]`` (A, K), with ``matrices(idx) -> T[idx]`` (len(idx), K, K).
+
+    Few answers or classes: one gather of the answers' matrices and a batched product.  Many classes
+    (1,000 classes: 4 MB per answer's matrix): the answers grouped by worker, one (n, K) @ (K, K)
+    product per worker of the batch, so no (A, K, K) array.
+    """
+    A, K = p.shape
+    if A * K * K <= _GATHER_CELLS:
+        T = matrices(worker)
+        return torch.bmm(p.unsqueeze(1).to(T.dtype), T).squeeze(1)
+    order = torch.argsort(worker, stable=True)
+    uniq, counts = torch.unique_consecutive(worker[order], return_counts=True)
+    pieces, start = [], 0
+    for r, n in zip(uniq.tolist(), counts.tolist()):
+        idx = order[start:start + n]
+        T = matrices(torch.tensor([r], device=worker.device))[0]
+        pieces.append(p[idx].to(T.dtype) @ T)
+        start += n
+    out = torch.cat(pieces)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(A, device=order.device)
+    return out[inverse]
+
+
 class CrowdModel(nn.Module):
     """Base: ``classifier`` (a :class:`~kdcrowd_core.models.heads.Head`) + a noise model.
 
@@ -172,8 +201,7 @@ class ProbTransition(CrowdModel):
         return F.log_softmax(self.W, dim=2)
 
     def answer_log_probs(self, probs, a_item, a_worker, emb=None):
-        T = F.softmax(self.W, dim=2)[a_worker]                 # (A, K, K)
-        pc = torch.bmm(probs[a_item].unsqueeze(1).to(T.dtype), T).squeeze(1)
+        pc = mix_through_matrices(probs[a_item], a_worker, lambda w: F.softmax(self.W[w], dim=2))
         return torch.log(pc.clamp_min(1e-12))
 
     def answer_log_lik(self, a_worker, a_label, emb_a=None):
@@ -205,8 +233,7 @@ class AggNet(CrowdModel):
         self.alpha = float(alpha)
 
     def answer_log_probs(self, probs, a_item, a_worker, emb=None):
-        T = self.T[a_worker]
-        pc = torch.bmm(probs[a_item].unsqueeze(1).to(T.dtype), T).squeeze(1)
+        pc = mix_through_matrices(probs[a_item], a_worker, lambda w: self.T[w])
         return torch.log(pc.clamp_min(1e-12))
 
     def answer_log_lik(self, a_worker, a_label, emb_a=None):
@@ -220,7 +247,10 @@ class AggNet(CrowdModel):
         """``T_r[j, c] ∝ alpha + sum over answers (i, r, c) of q_i[j]`` (all answers, q (N, K))."""
         R, K = self.n_workers, self.n_classes
         counts = torch.zeros(R * K, K, dtype=torch.float32, device=q.device)
-        counts.index_add_(0, worker * K + label, q[item].float())
+        key = worker * K + label
+        step = max(1, _GATHER_CELLS // max(K, 1))    # q[item] is answers x K: a chunk of answers at a time
+        for s in range(0, key.numel(), step):
+            counts.index_add_(0, key[s:s + step], q[item[s:s + step]].float())
         # in place: with many classes each R x K x K temporary is large (R=100, K=1000: 400 MB)
         T = counts.add_(self.alpha).view(R, K, K).transpose(1, 2)   # [r, j, c]
         self.T.copy_(T.div_(T.sum(dim=2, keepdim=True)))
