@@ -190,7 +190,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 _CONCENTRATIONS = tuple(2.0 ** k for k in range(-2, 11)) + (1e6,)
 
 
-def answer_overdispersion(data: CrowdData, soft_labels: np.ndarray) -> tuple[float, float]:
+def answer_overdispersion(data: CrowdData, soft_labels: np.ndarray, max_items: int = 50_000,
+                          seed: int = 0) -> tuple[float, float]:
     """How much more the answers of one item agree (or disagree) together than independent answers would.
 
     Real workers err together on hard items (a shared distractor), which the worker matrices of an
@@ -199,27 +200,43 @@ def answer_overdispersion(data: CrowdData, soft_labels: np.ndarray) -> tuple[flo
     ``DirMult(counts_i | s * M[y])`` (``M`` = the pool's answer distribution per class from the soft labels,
     ``pi`` = class shares); the concentration ``s`` with the highest marginal likelihood of the counts is
     kept (a grid from 0.25 to 1024, and 1e6 = independent answers).  Returns ``(rho, s)`` with
-    ``rho = 1 / (1 + s)``, the intra-item correlation of two answers (0 when independent answers fit best).
+    ``rho = 1 / (1 + s)``, the intra-item correlation of two answers (0 when independent answers fit best,
+    and above ``RELABEL_POOL_MAX_CLASSES`` classes, where it is not fitted).  At most ``max_items`` items with
+    two or more answers are used (a seeded sample): one number needs no more.
     """
     from scipy.special import gammaln
     data = as_crowd_data(data)
     N, K = data.n_items, data.n_classes
+    if K > RELABEL_POOL_MAX_CLASSES:                # (items, K) tables per concentration: taken as independent
+        return 0.0, float("inf")
     q = np.asarray(soft_labels, dtype=np.float64)
     C = np.bincount(data.item * K + data.label, minlength=N * K).reshape(N, K).astype(np.float64)
     keep = C.sum(axis=1) >= 2                       # items with one answer carry no information on s
     if keep.sum() < 10:
         return 0.0, float("inf")
+    keep = np.flatnonzero(keep)
+    if keep.size > max_items:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, size=int(max_items), replace=False))
     C, q = C[keep], q[keep]
     n = C.sum(axis=1)
     M = q.T @ C + 1e-3
     M = M / M.sum(axis=1, keepdims=True)            # [true y, answer c]
     log_pi = np.log(q.mean(axis=0) + 1e-9)
+    # only the non-zero vote counts carry a term (gammaln(a + 0) - gammaln(a) = 0): tables per count value
+    nz_item, nz_class = np.nonzero(C)
+    nz_count = C[nz_item, nz_class].astype(np.int64)
+    n_values, n_index = np.unique(n, return_inverse=True)
+    counts = np.arange(1, int(nz_count.max()) + 1, dtype=np.float64)
+    import torch
+    t_item = torch.from_numpy(nz_item)
     best = (-np.inf, _CONCENTRATIONS[-1])
     for conc in _CONCENTRATIONS:
         a = conc * M                                # (K y, K c)
-        ll = gammaln(a.sum(axis=1))[None] - gammaln(a.sum(axis=1)[None] + n[:, None])
-        for c in range(K):                          # sum over answers c, without an (N, K, K) array
-            ll = ll + gammaln(a[None, :, c] + C[:, c:c + 1]) - gammaln(a[None, :, c])
+        A = a.sum(axis=1)
+        ll = (gammaln(A)[None] - gammaln(A[None] + n_values[:, None]))[n_index]               # (N, K y)
+        table = gammaln(a.T[None] + counts[:, None, None]) - gammaln(a.T)[None]              # (count, c, y)
+        terms = np.ascontiguousarray(table[nz_count - 1, nz_class])                         # (nnz, K y)
+        torch.from_numpy(ll).index_add_(0, t_item, torch.from_numpy(terms))
         ll = ll + log_pi[None]
         mx = ll.max(axis=1, keepdims=True)
         total = float((mx[:, 0] + np.log(np.exp(ll - mx).sum(axis=1))).sum())
