@@ -101,7 +101,25 @@ def mig_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: to
         return student_probs.sum() * 0.0
     if B < 1:
         return student_probs.sum() * 0.0
-    diag = ((student_probs / prior.clamp_min(eps)) * teacher_probs).sum(1)
+    sp = student_probs / prior.clamp_min(eps)
+    diag = (sp * teacher_probs).sum(1)
+    if weight is None:
+        wmean = lambda v: v.mean()   # noqa: E731
+    else:
+        w = weight.to(diag.dtype)
+        wmean = lambda v: (w * v).sum() / w.sum().clamp_min(eps)   # noqa: E731
+    if marginal_teacher is None and f in ("kl", "pearson"):
+        # the batch's off-diagonal pairs without the B x B matrix: sum_ij K_ij = <sum_i s_i / p, sum_j q_j> and
+        # sum_ij K_ij^2 = <S'^T S', Q^T Q> (K x K), minus the diagonal
+        n_off = B * (B - 1)
+        if f == "kl":
+            joint = wmean(torch.log(diag.clamp_min(eps)))
+            marg = ((sp.sum(0) * teacher_probs.sum(0)).sum() - diag.sum()) / n_off
+        else:
+            joint = wmean(2.0 * (diag - 1.0))
+            sq = ((sp.t() @ sp) * (teacher_probs.t() @ teacher_probs)).sum()
+            marg = (sq - diag.pow(2).sum()) / n_off - 1.0
+        return -joint + marg
     if marginal_teacher is None:
         Kmat = mig_matrix(student_probs, teacher_probs, prior, eps)
         off_mask = ~torch.eye(B, dtype=torch.bool, device=Kmat.device)
@@ -111,11 +129,6 @@ def mig_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: to
         if self_index is not None:
             off_mask[torch.arange(B, device=Kmat.device), self_index] = False
     n_off = max(int(off_mask.sum()), 1)
-    if weight is None:
-        wmean = lambda v: v.mean()   # noqa: E731
-    else:
-        w = weight.to(diag.dtype)
-        wmean = lambda v: (w * v).sum() / w.sum().clamp_min(eps)   # noqa: E731
     if f == "kl":
         joint = wmean(torch.log(diag.clamp_min(eps)))
         marg = Kmat.masked_fill(~off_mask, 0.0).sum() / n_off

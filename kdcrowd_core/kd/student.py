@@ -91,7 +91,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
         if coteach:
             peer.train()
         perm = ctx.perm(train_idx)
-        tot, nb = 0.0, 0
+        tot, nb = torch.zeros((), device=ctx.dev), 0
         for s in range(0, perm.shape[0], B):
             ctx.run.check()
             idx = perm[s:s + B]
@@ -144,13 +144,13 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += float(loss.detach())
+            tot += loss.detach().float()
             nb += 1
         if sched is not None:
             sched.step()
         va, stop = sel.step(ep) if sel is not None else (None, False)
         ta = _accuracy(head, ctx.X, ctx.gold) if ctx.gold is not None else None
-        ctx.run.event(stage, ep, epochs, tot / max(nb, 1), ta, va, message=label)
+        ctx.run.event(stage, ep, epochs, float(tot) / max(nb, 1), ta, va, message=label)
         if stop:
             ctx.run.done += epochs - ep
             break

@@ -19,28 +19,40 @@ if TYPE_CHECKING:
 
 @torch.no_grad()
 def crowd_posterior(model: CrowdModel, X: torch.Tensor, ans: _Answers, items: torch.Tensor | None = None,
-                    target: str = "posterior", chunk: int = 65536) -> torch.Tensor:
+                    target: str = "posterior", chunk: int = 65536, logits_out: list | None = None) -> torch.Tensor:
     """Teacher's true-label probabilities for ``items`` (default all): (n, K).
 
     ``"posterior"``: ``q_i ∝ p(x_i) prod_{(i, r, c)} P(c | y = j, r, x_i)`` in log space;
-    ``"classifier"``: ``p(x_i)``.
+    ``"classifier"``: ``p(x_i)``.  ``logits_out``: a list that receives the classifier's logits (n, K)
+    (the same forward pass, for accuracies without a second one).
     """
     was = model.training
     model.eval()
-    if items is None:
-        items = torch.arange(X.shape[0], device=X.device)
-    outs = []
-    for s in range(0, items.shape[0], chunk):
-        idx = items[s:s + chunk]
-        xb = X[idx]
-        logp = F.log_softmax(model(xb).float(), dim=1)
+    n = X.shape[0] if items is None else items.shape[0]
+    outs, lgs = [], []
+    for s in range(0, n, chunk):
+        if items is None:   # a range of items: their answers are one slice of the item-sorted answers
+            e = min(s + chunk, n)
+            xb = X[s:e]
+            a0, a1 = int(ans.ptr[s]), int(ans.ptr[e])
+            a_local, a_w, a_l = ans.item[a0:a1] - s, ans.worker[a0:a1], ans.label[a0:a1]
+        else:
+            idx = items[s:s + chunk]
+            xb = X[idx]
+        logits = model(xb).float()
+        if logits_out is not None:
+            lgs.append(logits)
+        logp = F.log_softmax(logits, dim=1)
         if target == "posterior":
-            a_local, a_w, a_l = ans.of_items(idx)
+            if items is not None:
+                a_local, a_w, a_l = ans.of_items(idx)
             emb = model.item_embedding(xb) if model.needs_item_embedding else None
             ll = model.answer_log_lik(a_w, a_l, None if emb is None else emb[a_local]).float()
-            logp = logp.index_add(0, a_local, ll)
+            logp = logp.index_add_(0, a_local, ll)
         outs.append(F.softmax(logp, dim=1))
     model.train(was)
+    if logits_out is not None:
+        logits_out.append(torch.cat(lgs) if lgs else torch.zeros(0, model.n_classes, device=X.device))
     return torch.cat(outs) if outs else torch.zeros(0, model.n_classes, device=X.device)
 
 
@@ -91,23 +103,48 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
     opt = make_optimizer(cfg, groups, cfg.lr, cfg.weight_decay)
     sched = make_schedule(cfg, opt, epochs)
     sel = _Selector(ctx, model, model.classifier, epochs) if select else None
-    q = None
+    gold_m = None if ctx.gold is None else ctx.gold >= 0
+    if gold_m is not None and not bool(gold_m.any()):
+        gold_m = None
+    mix = None
+    if student_probs is not None and lam > 0:
+        # stage 2: the E-step's prior mixes the classifier with the student's predictions
+        mix = (student_probs + 1e-6) ** min(lam, 1.0)
     if model.em:
         t_ans = _answers_subset(ctx.ans, train_idx, ctx.N)
+        # the E-step needs the training items only (and every item when gold scores the classifier)
+        e_items = None if (train_idx.shape[0] == ctx.N or gold_m is not None) else train_idx
+
+        def e_step():
+            """Posteriors (N, K; the rows of ``e_items``) and the train accuracy, from one forward pass."""
+            lg = [] if gold_m is not None else None
+            q = crowd_posterior(model, ctx.X, ctx.ans, items=e_items, target="posterior", logits_out=lg)
+            if e_items is not None:
+                q_full = torch.zeros(ctx.N, q.shape[1], device=q.device)
+                q_full[e_items] = q
+                q = q_full
+            if mix is not None:
+                q = q * mix
+                q = q / q.sum(1, keepdim=True)
+            ta = None if lg is None else float((lg[0][gold_m].argmax(1) == ctx.gold[gold_m]).float().mean())
+            return q, ta
+
+        # epoch 1's posteriors: init_q (AggNet starts from Dawid-Skene), else the E-step; later epochs use the
+        # E-step computed at the end of the epoch before (the same model), which also gives its train accuracy
+        q_next = None
+        if init_q is not None:
+            q_next = init_q
+            if mix is not None:
+                q_next = q_next * mix
+                q_next = q_next / q_next.sum(1, keepdim=True)
+    last = 0
     for ep in range(1, epochs + 1):
         model.train()
         if model.em:
-            if ep == 1 and init_q is not None:
-                q = init_q
-            else:
-                q = crowd_posterior(model, ctx.X, ctx.ans, target="posterior")
-            if student_probs is not None and lam > 0:
-                # stage 2: the E-step's prior mixes the classifier with the student's predictions
-                q = q * (student_probs + 1e-6) ** min(lam, 1.0)
-                q = q / q.sum(1, keepdim=True)
+            q = q_next if q_next is not None else e_step()[0]
             model.m_step(q, t_ans.item, t_ans.worker, t_ans.label)
         perm = ctx.perm(train_idx)
-        tot, nb = 0.0, 0
+        tot, nb = torch.zeros((), device=ctx.dev), 0
         for s in range(0, perm.shape[0], B):
             ctx.run.check()
             idx = perm[s:s + B]
@@ -129,23 +166,26 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += float(loss.detach())
+            tot += loss.detach().float()
             nb += 1
         if sched is not None:
             sched.step()
+        last = ep
         va, stop = sel.step(ep) if sel is not None else (None, False)
-        ta = _accuracy(model.classifier, ctx.X, ctx.gold) if ctx.gold is not None else None
-        ctx.run.event(stage, ep, epochs, tot / max(nb, 1), ta, va, message=label)
+        if model.em:
+            q_next, ta = e_step()
+        else:
+            ta = _accuracy(model.classifier, ctx.X, ctx.gold) if ctx.gold is not None else None
+        ctx.run.event(stage, ep, epochs, float(tot) / max(nb, 1), ta, va, message=label)
         if stop:
             ctx.run.done += epochs - ep
             break
+    changed = False
     if sel is not None:
+        changed = sel.avg is not None or (sel.best_state is not None and sel.best_epoch != last)
         sel.finish()
     if model.em:  # final E/M so that the matrices match the returned classifier
-        q = crowd_posterior(model, ctx.X, ctx.ans, target="posterior")
-        if student_probs is not None and lam > 0:
-            q = q * (student_probs + 1e-6) ** min(lam, 1.0)
-            q = q / q.sum(1, keepdim=True)
+        q = e_step()[0] if (changed or q_next is None or last == 0) else q_next
         model.m_step(q, t_ans.item, t_ans.worker, t_ans.label)
     model.eval()
     return model
@@ -187,8 +227,9 @@ def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
             m = trainer.new_crowd_model(teacher)
             train_crowd_model(ctx, m, tr, cfg.epochs_teacher, "teacher", init_q=ds_q,
                               label=f"out-of-fold teacher {f + 1}/{folds}")
-            targets[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target=cfg.teacher_target)
-            oof[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target="classifier")
+            lg = []   # the classifier's logits of the same forward pass
+            targets[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target=cfg.teacher_target, logits_out=lg)
+            oof[ho] = F.softmax(lg[0], dim=1)
             del m
         trainer.oof_probs_ = oof
     else:

@@ -237,6 +237,8 @@ class AggNet(CrowdModel):
         return torch.log(pc.clamp_min(1e-12))
 
     def answer_log_lik(self, a_worker, a_label, emb_a=None):
+        if self.T.numel() <= a_worker.shape[0] * self.n_classes:   # log of the R x K x K table, then gather
+            return torch.log(self.T.clamp_min(1e-12))[a_worker, :, a_label]
         return torch.log(self.T[a_worker, :, a_label].clamp_min(1e-12))
 
     def worker_matrices(self, gate=None):
