@@ -75,7 +75,7 @@ def test_two_processes_train_end_to_end(sim, tmp_path):
     finally:
         torch.set_num_threads(threads)
     summary1 = json.loads((tmp_path / "run1" / "summary.json").read_text())
-    # within noise of one process (300 test items, 4 epochs): measured over seeds 0-3 on this crowd, one process's
+    # within noise of one process (300 test items): at 4 epochs, over seeds 0-3 on this crowd, one process's
     # student ranged 0.907-0.947 and two processes' 0.873-0.947 (means 0.928 and 0.923), stage 2 0.960-0.973
     acc1 = {m: summary1["test_accuracy"][m] for m in ("teacher", "student", "stage2")}
     acc2 = {m: summary2["test_accuracy"][m] for m in ("teacher", "student", "stage2")}
