@@ -6,8 +6,9 @@
 Trains the trainer's DEFAULT settings (``KDConfig()``, with ``seed=0`` and
 ``device="cpu"`` so the run is deterministic) on the bundled sample
 (``sample_data/answers.csv`` + ``features.csv`` + ``gold.csv``, scored on
-``test_features.csv`` / ``test_gold.csv``), exactly as the dashboard's Train page
-would with its default settings, and saves:
+``test_features.csv`` / ``test_gold.csv``, where the trainer also trains the student's head on
+majority-vote and on Dawid-Skene labels as baselines: ``test_accuracy`` keys ``mv`` and ``ds``),
+exactly as the dashboard's Train page would with its default settings, and saves:
 
 - ``result/``: the trainer's result (``KDResult.save``: ``result.json``, ``arrays.npz``, ``models.pt``);
 - ``run.json``: what the dashboard's run store needs to register it as a finished run —

@@ -75,6 +75,16 @@ def test_bundled_run_loads_with_the_current_code(meta):
         # the saved weights reproduce the saved test predictions
         np.testing.assert_allclose(p, res.test_probas[model], atol=1e-4, err_msg=REGENERATE)
     assert set(res.train_accuracy) >= {"mv", "ds", "teacher", "student", "stage2"}
+    # the test split has its baselines: the student's head trained on MV and on Dawid-Skene labels
+    assert set(res.test_probas) >= {"mv", "ds", "teacher", "student", "stage2"}, REGENERATE
+    assert set(meta["summary"]["test_accuracy"]) >= {"mv", "ds", "teacher", "student", "stage2"}, REGENERATE
+    tgold = kio.read_gold(ROOT / "sample_data" / "test_gold.csv")
+    cls = [str(c) for c in res.classes]
+    y = np.array([cls.index(str(tgold[i])) for i in tids.astype(str)])
+    for m in ("mv", "ds"):
+        assert res.test_probas[m].shape == (len(tids), K)
+        acc = float((res.test_probas[m].argmax(1) == y).mean())
+        assert acc == pytest.approx(meta["summary"]["test_accuracy"][m], abs=1e-9), (m, acc)
     assert meta["summary"]["train_accuracy"] == pytest.approx(res.train_accuracy)
 
 
@@ -144,6 +154,10 @@ def test_first_open_shows_the_bundled_run(meta, kdcrowd_home):
     for key, label in (("mv", "Majority vote"), ("ds", "Dawid-Skene"), ("teacher", "Teacher"),
                        ("student", "Student"), ("stage2", "Stage 2")):
         assert shown[label] == f"{acc[key]:.1%}", (label, shown, acc)
+    # the test split shows the MV / DS baselines (classifiers with the same head)
+    captions = " ".join(c.value for c in at.caption)
+    assert "with classifiers trained on majority-vote and Dawid-Skene labels" in captions, REGENERATE
+    assert "no majority-vote / Dawid-Skene baselines" not in captions
     # the worker detail shows the run's teacher and stage-2 matrices next to Dawid-Skene's
     _goto(at, "app_pages/workers.py")
     assert not any("Train a model" in c.value for c in at.caption)
