@@ -249,6 +249,8 @@ def spammer_score(T) -> np.ndarray:
     by their number minus one; NaN with fewer than 2 known rows.
     """
     T = _check_matrices(T, "worker matrices")
+    if hasattr(T, "spammer_scores"):     # compact matrices (many classes): the same number without K x K arrays
+        return T.spammer_scores()
     R, K = T.shape[0], T.shape[-1]
     n_ok = np.zeros(R, dtype=np.int64)
     dev = np.zeros(R)

@@ -143,6 +143,34 @@ class ShrunkMatrices:
         return D / (self.n + s)
 
 
+    def spammer_scores(self) -> np.ndarray:
+        """:func:`kdcrowd_core.metrics.spammer_score` of every worker (R,) in O(R K + counts), no K x K array.
+
+        With ``T[j, c] = a_j (s b + X[j, c])`` (``a_j = 1 / (n_j + s)``, ``X`` the counts plus ``s (d - b)`` on
+        the diagonal): ``sum (T - column means)^2 = sum_j a_j^2 (K (s b)^2 + 2 s b R_j + Q_j) - sum_c M_c^2 / K``
+        with ``R_j, Q_j`` the sum and the sum of squares of row ``j`` of ``X`` and ``M_c = s b sum_j a_j +
+        sum_j a_j X[j, c]``.
+        """
+        R, K, s = self.R, self.K, self.strength
+        r, c, j, v = self.rows // K, self.rows % K, self.cols, self.values
+        on = j == c
+        x_diag = np.zeros((R, K))
+        np.add.at(x_diag, (r[on], j[on]), v[on])
+        x_diag += (s * (self.diag - self.off))[:, None]
+        off = ~on
+        a = 1.0 / (self.n + s)
+        row_sum = x_diag.copy()
+        np.add.at(row_sum, (r[off], j[off]), v[off])
+        row_sq = x_diag ** 2
+        np.add.at(row_sq, (r[off], j[off]), v[off] ** 2)
+        col = a * x_diag
+        np.add.at(col, (r[off], c[off]), a[r[off], j[off]] * v[off])
+        sb = (s * self.off)[:, None]
+        sum_t2 = (a ** 2 * (K * sb ** 2 + 2 * sb * row_sum + row_sq)).sum(axis=1)
+        sum_m2 = ((sb * a.sum(axis=1, keepdims=True) + col) ** 2).sum(axis=1) / K
+        return np.maximum(sum_t2 - sum_m2, 0.0) / max(K - 1, 1)
+
+
 def diagonals(T) -> np.ndarray:
     """``T[r, j, j]`` as an (R, K) array, for a dense array or a :class:`ShrunkMatrices`."""
     if isinstance(T, ShrunkMatrices):

@@ -121,6 +121,14 @@ def test_shrunk_matrices_blocks_agree_with_the_dense_array(fits):
     assert M.shape == (R, K, K) and len(M) == R
 
 
+def test_spammer_scores_of_compact_matrices_equal_the_dense_formula(fits):
+    from kdcrowd_core import metrics
+    M = fits[1].matrices_
+    dense = metrics.spammer_score(np.asarray(M))
+    np.testing.assert_allclose(M.spammer_scores(), dense, atol=1e-12)
+    np.testing.assert_allclose(metrics.spammer_score(M), dense, atol=1e-12)
+
+
 def test_compact_matrices_feed_worker_stats(sim, fits):
     from kdcrowd_core import metrics, quality
     _, sparse = fits
