@@ -132,8 +132,8 @@ class CrowdPosterior:
     ----------
     proba : float (N, K)
         ``P(true class | answers[, model])`` per item.
-    matrices : float (R, K, K)
-        Shrunk worker matrices ``[r, true j, answer c]``.
+    matrices : float (R, K, K), or None
+        Shrunk worker matrices ``[r, true j, answer c]`` (None on the compact path, many classes).
     prior : float (K,)
         Class shares (from the soft labels).
     tau, weight : float
@@ -145,6 +145,8 @@ class CrowdPosterior:
         ``rho``, the correlation between two answers of the same item beyond what the true class
         explains (0 = independent answers); an item's ``n`` answers then count as
         ``n / (1 + (n - 1) rho)`` independent ones (:func:`answer_overdispersion`).
+    activity_pool : float (K, K), or None
+        ``sum_r answers_r * matrices[r]``, kept instead of ``matrices`` on the compact path.
     """
 
     proba: np.ndarray
@@ -154,6 +156,7 @@ class CrowdPosterior:
     weight: float
     heldout_loglik: float
     overdispersion: float = 0.0
+    activity_pool: np.ndarray | None = None
 
 
 def _shrunk_matrices(data: CrowdData, q: np.ndarray, strength: float) -> np.ndarray:
@@ -250,7 +253,7 @@ def answer_overdispersion(data: CrowdData, soft_labels: np.ndarray, max_items: i
 def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.ndarray | None = None, *,
                     strength: float | None = None, tau: float | None = None, weight: float | None = None,
                     overdispersion: float | None = None, max_heldout: int = 100_000,
-                    seed: int = 0) -> CrowdPosterior:
+                    seed: int = 0, compact: bool | None = None) -> CrowdPosterior:
     """The calibrated posterior of every item's true class.
 
     Parameters
@@ -263,7 +266,12 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     overdispersion : ``rho`` (0 = independent answers); default: :func:`answer_overdispersion`.  An item's
         answers' log-likelihood is further divided by ``1 + (n_i - 1) rho`` (the design effect of ``n_i``
         correlated answers).
-    max_heldout : at most this many held-out answers are scored per candidate setting (a seeded sample).
+    max_heldout : at most this many held-out answers are scored per candidate setting (a seeded sample;
+        with more than ``COMPACT_POSTERIOR_FROM_CLASSES`` classes at most ``max(1000, 10**7 // K)``).
+    compact : build the matrices' columns per chunk of answers from sparse counts (no (R, K, K) matrices,
+        no (answers, K) array; ``matrices`` is then None and ``activity_pool`` holds what
+        :func:`expected_gain` needs).  Default: above ``COMPACT_POSTERIOR_FROM_CLASSES`` classes.  The same
+        numbers as the dense path up to rounding.
     """
     data = as_crowd_data(data)
     N, K = data.n_items, data.n_classes
@@ -271,8 +279,6 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     if q0.shape != (N, K):
         raise CrowdDataError(f"soft labels must have shape (items={N}, classes={K}), got {q0.shape}.")
     strength = float(K if strength is None else strength)
-    T = _shrunk_matrices(data, q0, strength)
-    logT = np.log(np.clip(T, _EPS, None))
     prior = q0.mean(axis=0) + 1e-6
     prior = prior / prior.sum()
     base = np.broadcast_to(np.log(prior), (N, K))
@@ -283,7 +289,15 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
             raise CrowdDataError(f"model probabilities must have shape (items={N}, classes={K}), got {P.shape}.",
                                  hint="use the run trained on these answers.")
         logm = np.log(np.clip(P, 1e-6, None))
-    la, L = _answer_loglik(data, logT)
+    compact = K > COMPACT_POSTERIOR_FROM_CLASSES if compact is None else bool(compact)
+    if compact:                 # no (R, K, K) matrices, no (answers, K) array: columns built per chunk of answers
+        cols = _AnswerColumns(data, q0, strength)
+        T, L = None, cols.item_loglik()
+        max_heldout = min(max_heldout, max(1000, 10_000_000 // K))
+    else:
+        T = _shrunk_matrices(data, q0, strength)
+        logT = np.log(np.clip(T, _EPS, None))
+        la, L = _answer_loglik(data, logT)
 
     taus = _TAUS if tau is None else (float(tau),)
     weights = (0.0,) if logm is None else (_WEIGHTS if weight is None else (float(weight),))
@@ -293,7 +307,22 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     if cand.size > max_heldout:
         cand = np.sort(np.random.default_rng(seed).choice(cand, size=max_heldout, replace=False))
     best = (-np.inf, taus[-1], weights[0])
-    if cand.size and (len(taus) > 1 or len(weights) > 1):
+    grid = [(w, t) for w in weights for t in taus] if len(taus) > 1 or len(weights) > 1 else \
+        [(weights[0], taus[0])]
+    if cand.size and compact:
+        sums = np.zeros(len(grid))
+        for part in np.array_split(cand, max(1, -(-cand.size * K // _COMPACT_BLOCK))):
+            it = data.item[part]
+            Tcol = cols.columns(part)                            # P(held-out answer | true j)
+            rest = L[it] - np.log(np.clip(Tcol, _EPS, None))     # the other answers of the item
+            for g, (w, t) in enumerate(grid):
+                pri = base[it] if logm is None else (1 - w) * base[it] + w * logm[it]
+                qh = _softmax(pri + t * rest)
+                sums[g] += float(np.log(np.clip((qh * Tcol).sum(axis=1), _EPS, None)).sum())
+        for g, (w, t) in enumerate(grid):
+            if sums[g] / cand.size > best[0]:
+                best = (sums[g] / cand.size, t, w)
+    elif cand.size and (len(taus) > 1 or len(weights) > 1):
         it, wk, lb = data.item[cand], data.worker[cand], data.label[cand]
         rest = L[it] - la[cand]                                 # the other answers of the item
         Tcol = T[wk, :, lb]                                     # P(held-out answer | true j)
@@ -316,7 +345,73 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     scale = t / (1.0 + np.maximum(n_per - 1, 0) * rho)
     q = _softmax(pri + scale[:, None] * L)
     return CrowdPosterior(proba=q, matrices=T, prior=prior, tau=float(t), weight=float(w),
-                          heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"), overdispersion=float(rho))
+                          heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"), overdispersion=float(rho),
+                          activity_pool=cols.activity_pool() if compact else None)
+
+
+#: From this many classes :func:`crowd_posterior` keeps no (R, K, K) matrices and no (answers, K) array.
+COMPACT_POSTERIOR_FROM_CLASSES = 64
+_COMPACT_BLOCK = 500_000        # numbers per (answers, K) chunk on the compact path (4 MB in float64)
+
+
+class _AnswerColumns:
+    """The shrunk matrices' columns ``T[r_a, :, c_a]`` of chosen answers, built from sparse vote counts.
+
+    ``T[r, j, c] = (C[r, j, c] + s * pooled[j, c]) / (n[r, j] + s)`` (as :func:`_shrunk_matrices`), with
+    ``C[r, :, c]`` the sum of the soft labels of the items worker ``r`` labelled ``c``: one sparse
+    (worker, label) pairs x items matrix times the soft labels, a chunk of answers at a time.  Memory:
+    the soft labels, (R, K) and (K, K) tables and one chunk (``_COMPACT_BLOCK`` numbers), never R x K x K.
+    """
+
+    def __init__(self, data: CrowdData, q: np.ndarray, strength: float, max_block: int = _COMPACT_BLOCK):
+        from scipy.sparse import csr_matrix
+        self.data, self.q, self.s = data, q, float(strength)
+        N, K, R = data.n_items, data.n_classes, data.n_workers
+        self.chunk = max(1, int(max_block) // K)
+        keys, self.pair = np.unique(data.worker.astype(np.int64) * K + data.label, return_inverse=True)
+        ones = np.ones(data.item.size)
+        self.S = csr_matrix((ones, (self.pair, data.item)), shape=(keys.size, N))      # pairs x items
+        self.n = np.asarray(csr_matrix((ones, (data.worker, data.item)), shape=(R, N)) @ q)   # (R, K) row sums
+        V = csr_matrix((ones, (data.item, data.label)), shape=(N, K))                   # vote counts
+        pooled = np.asarray(V.T @ q).T + 1.0                                            # [j, c]
+        self.pooled = pooled / pooled.sum(axis=1, keepdims=True)
+
+    def columns(self, answers: np.ndarray) -> np.ndarray:
+        """(len(answers), K): ``T[worker_a, :, label_a]`` for each answer index ``a``."""
+        d = self.data
+        C = np.asarray(self.S[self.pair[answers]] @ self.q)
+        return (C + self.s * self.pooled[:, d.label[answers]].T) / (self.n[d.worker[answers]] + self.s)
+
+    def _chunks(self):
+        A = self.data.item.size
+        for s in range(0, A, self.chunk):
+            idx = np.arange(s, min(A, s + self.chunk))
+            yield idx, self.columns(idx)
+
+    def item_loglik(self) -> np.ndarray:
+        """(N, K): per item the sum over its answers of ``log T[r_a, :, c_a]``."""
+        import torch
+        d = self.data
+        L = torch.zeros(d.n_items, d.n_classes, dtype=torch.float64)
+        for idx, Tc in self._chunks():
+            L.index_add_(0, torch.from_numpy(d.item[idx]), torch.from_numpy(np.log(np.clip(Tc, _EPS, None))))
+        return L.numpy()
+
+    def activity_pool(self) -> np.ndarray:
+        """(K, K): ``sum_r answers_r * T[r]`` (what :func:`expected_gain` reads from dense matrices)."""
+        import torch
+        d = self.data
+        act = d.answers_per_worker().astype(np.float64)
+        K = d.n_classes
+        # sum_r act_r C[r, j, c] / (n[r, j] + s): per answer, q_i * act_r / (n_r + s) in column c
+        acc = torch.zeros(K, K, dtype=torch.float64)                   # [c, j]
+        w = act[:, None] / (self.n + self.s)                          # (R, K)
+        for s in range(0, d.item.size, self.chunk):
+            sl = slice(s, s + self.chunk)
+            rows = self.q[d.item[sl]] * w[d.worker[sl]]
+            acc.index_add_(0, torch.from_numpy(d.label[sl]), torch.from_numpy(rows))
+        prior_part = self.s * self.pooled * w.sum(axis=0)[:, None]     # sum_r act_r s pooled[j, c] / (n_rj + s)
+        return acc.numpy().T + prior_part
 
 
 # ------------------------------------------------------------------ labels
@@ -702,12 +797,13 @@ def item_quality(data: CrowdData, soft_labels: np.ndarray, run: RunView | None =
                 ok = P.argmax(1) == g
                 df[f"fixed_{name}"] = known & ~t_ok & ok
                 df[f"broke_{name}"] = known & t_ok & ~ok
-    if class_probas:
-        for k, c in enumerate(cls):
-            df[f"prob_{c}"] = post.proba[:, k]
+    if class_probas:            # one block per family, not one column insert per class (1,000 classes)
+        blocks = [df, pd.DataFrame(post.proba, columns=[f"prob_{c}" for c in cls], index=df.index)]
         if run is not None and run.label_proba is not None:
-            for k, c in enumerate(cls):
-                df[f"model_prob_{c}"] = run.label_proba[:, k]
+            blocks.append(pd.DataFrame(run.label_proba, columns=[f"model_prob_{c}" for c in cls], index=df.index))
+        attrs = dict(df.attrs)
+        df = pd.concat(blocks, axis=1)
+        df.attrs.update(attrs)
     df.attrs.update(tau=post.tau, weight=post.weight, heldout_loglik=post.heldout_loglik,
                     calibration=sc.calibration,
                     model_source="" if run is None else run.model_source,
@@ -822,8 +918,8 @@ def expected_gain(data: CrowdData, post: CrowdPosterior, quality: np.ndarray | N
         q = rest * (1.0 - np.asarray(quality, dtype=np.float64))[:, None]
         q[rows, cons] = quality
     act = data.answers_per_worker().astype(np.float64)
-    pool = np.tensordot(act, post.matrices, axes=1)                      # (K, K) activity-weighted sum
-    per_item = K <= RELABEL_POOL_MAX_CLASSES
+    pool = post.activity_pool if post.matrices is None else np.tensordot(act, post.matrices, axes=1)  # (K, K)
+    per_item = K <= RELABEL_POOL_MAX_CLASSES and post.matrices is not None
     if per_item:                                                         # minus the item's own workers
         import torch
         seen = torch.zeros(N, K * K, dtype=torch.float64)
