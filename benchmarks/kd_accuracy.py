@@ -173,7 +173,8 @@ def report(results: dict[str, list[dict]], base: KDConfig, peers: list[str], see
            overrides: dict) -> str:
     L = ["## KD-Crowd on real data (benchmarks/kd_accuracy.py)", "",
          f"Seeds {seeds[0]}-{seeds[-1]}; every classifier is the same head ({base.classifier}, hidden {base.hidden}, "
-         f"depth {base.depth}, dropout {base.dropout}, features z-scored on the training items), Adam lr {base.lr}; "
+         f"depth {base.depth}, dropout {base.dropout}, norm {base.norm}, features z-scored on the training items), "
+         f"{ {'adam': 'Adam', 'adamw': 'AdamW', 'radam': 'RAdam'}[base.optimizer]} lr {base.lr} ({base.schedule}); "
          f"model selection on validation data only (LabelMe: its valid split; Music: 100 gold train songs per seed, "
          f"held out of training for every method), never on test. The KD-Crowd rows come from `train_kd`, the "
          f"function `kdcrowd train` calls, on data read by the same readers (commands in the script's docstring). "
