@@ -1001,6 +1001,9 @@ WORKER_PRIOR_STRENGTH = 2.0
 #: From this effective number of classes (``1 / sum pi_j^2``) the accuracy interval is the normal one with the
 #: exact mean and variance instead of Monte-Carlo draws.
 NORMAL_INTERVAL_CLASSES = 100
+#: Above this many Beta draws (workers x classes x draws) the interval is the moment-matched Beta's (4.6 s of CPU
+#: time for 5,000 workers x 8 classes x 2,000 draws before).
+MONTE_CARLO_MAX_DRAWS = 16_000_000
 
 
 def matrix_accuracy_posterior(counts: np.ndarray, prior: np.ndarray, level: float = 0.95, draws: int = 2000,
@@ -1013,7 +1016,8 @@ def matrix_accuracy_posterior(counts: np.ndarray, prior: np.ndarray, level: floa
     ``j`` is assumed as good as the pool there, with wide uncertainty.  Its diagonal entry is then a Beta;
     rows are independent.  The interval comes from ``draws`` seeded Monte-Carlo draws (quantiles good to
     about 0.005), or, from :data:`NORMAL_INTERVAL_CLASSES` effective classes on, from the normal law with
-    the sum's exact mean and variance.
+    the sum's exact mean and variance; past :data:`MONTE_CARLO_MAX_DRAWS` draws in all (many workers), from
+    the Beta law with the sum's exact mean and variance.
     """
     counts = np.asarray(counts, dtype=np.float64)
     return _accuracy_posterior(np.einsum("rjj->rj", counts), counts.sum(axis=2), prior, level=level, draws=draws,
@@ -1039,6 +1043,14 @@ def _accuracy_posterior(diag: np.ndarray, rows: np.ndarray, prior: np.ndarray, l
         sd = np.sqrt((pi ** 2 * a * b / ((a + b) ** 2 * (a + b + 1))).sum(axis=1))
         z = NormalDist().inv_cdf(qs[1])
         return mean, np.clip(mean - z * sd, 0.0, 1.0), np.clip(mean + z * sd, 0.0, 1.0)
+    if R * K * draws > MONTE_CARLO_MAX_DRAWS:
+        # many workers: a Beta with the sum's exact mean and variance (the sum lies in [0, 1]); on a 200-worker,
+        # 8-class test it is closer to 200,000 draws' quantiles than 2,000 draws are (mean gap 0.0007 vs 0.0037)
+        from scipy.special import betaincinv
+        var = np.clip((pi ** 2 * a * b / ((a + b) ** 2 * (a + b + 1))).sum(axis=1), 1e-300, None)
+        nu = np.clip(mean * (1 - mean) / var - 1.0, 1e-9, None)
+        al, be = np.clip(mean * nu, 1e-12, None), np.clip((1 - mean) * nu, 1e-12, None)
+        return mean, betaincinv(al, be, qs[0]), betaincinv(al, be, qs[1])
     lo, hi = np.empty(R), np.empty(R)
     rng = np.random.default_rng(seed)
     step = max(1, 4_000_000 // (K * draws))

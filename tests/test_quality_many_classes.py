@@ -62,3 +62,26 @@ def test_item_quality_with_300_classes_stays_small():
     # the consensus is the method's label; most items' quality is high on this easy crowd
     assert (table["consensus"].to_numpy() == data.classes.take(q.argmax(axis=1)[
         data.item_ids.get_indexer(table.index)])).all()
+
+
+def test_many_workers_accuracy_interval_matches_the_draws():
+    """Past MONTE_CARLO_MAX_DRAWS the interval is a moment-matched Beta: close to many draws' quantiles."""
+    rng = np.random.default_rng(0)
+    R, K = 40, 8
+    pi = rng.dirichlet(np.full(K, 5.0))
+    rows = rng.poisson(rng.choice([0.3, 2, 10, 60], R)[:, None] * pi * K * 0.5, (R, K)).astype(float)
+    diag = rows * rng.uniform(0.3, 0.95, (R, 1))
+    ref = quality._accuracy_posterior(diag, rows, pi, draws=40_000)      # 12.8M draws: Monte Carlo
+    mc = quality._accuracy_posterior(diag, rows, pi, draws=2000)
+    old = quality.MONTE_CARLO_MAX_DRAWS
+    quality.MONTE_CARLO_MAX_DRAWS = 0
+    try:
+        approx = quality._accuracy_posterior(diag, rows, pi, draws=2000)
+    finally:
+        quality.MONTE_CARLO_MAX_DRAWS = old
+    np.testing.assert_allclose(approx[0], ref[0])
+    gap = np.abs(np.r_[approx[1] - ref[1], approx[2] - ref[2]])
+    gap_mc = np.abs(np.r_[mc[1] - ref[1], mc[2] - ref[2]])
+    assert gap.mean() < 0.002 and gap.max() < 0.01, (gap.mean(), gap.max())
+    assert gap.mean() <= gap_mc.mean() + 0.001, (gap.mean(), gap_mc.mean())
+    assert ((approx[1] <= approx[0]) & (approx[0] <= approx[2])).all()
