@@ -9,7 +9,9 @@ Sections (``--sections``, comma-separated; default all):
 - ``procs``: the same on ``--procs-answers`` (default 10M) with ``torchrun --nproc-per-node 1`` and ``2``
   (gloo): wall time, all-reduce bytes per rank per EM iteration, per-rank throughput.
 - ``trainer``: ``kdcrowd simulate --items 100000 --classes 10 --workers 1000 --features 128
-  --answers-per-item 3 5 --test 10000`` then default ``kdcrowd train`` (wall time of the command).
+  --answers-per-item 3 5 --test 10000`` then default ``kdcrowd train`` in a fresh process: wall time, CPU time,
+  the trainer's stage timings and test accuracies; ``--compare-ref GIT_REV`` also runs that revision's code
+  (``git archive``) on the same files and prints the speed-up against it.
 - ``ds``: DawidSkene ``fit`` on 1M answers, 50 iterations, tolerance 0 (the speed benchmark's setting),
   in a fresh process, idle and with two competing CPU-bound processes, next to Crowd-Kit's DawidSkene on
   100k answers under the same two conditions (``--no-crowdkit`` skips it).
@@ -17,6 +19,7 @@ Sections (``--sections``, comma-separated; default all):
     python benchmarks/scale.py                                  # everything (the 100M run needs ~3 min)
     python benchmarks/scale.py --sections procs,ds --answers 10M  # a quick look
     python benchmarks/scale.py --device cuda                    # on a GPU (not measured here)
+    python benchmarks/scale.py --sections trainer --compare-ref ef2773f --out docs/benchmarks_scale_trainer.md
 
 Writes docs/benchmarks_scale.md (merged into docs/benchmarks.md by benchmarks/collect.py).
 """
@@ -152,31 +155,79 @@ def section_procs(n: int, tmp: Path, device: str) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
-def section_trainer(tmp: Path) -> list[str]:
-    d = tmp / "sim100k"
-    sim = [sys.executable, "-m", "kdcrowd_core", "-q", "simulate", "--items", "100000", "--classes", "10",
-           "--workers", "1000", "--features", "128", "--answers-per-item", "3", "5", "--test", "10000", "-o", str(d)]
-    subprocess.run(sim, env=_env(), check=True, cwd=ROOT, capture_output=True)
+def _code_tree(rev: str, tmp: Path) -> Path:
+    """The repository at ``rev`` extracted into ``tmp`` (git archive: no worktree, nothing changed in the repo)."""
+    dest = tmp / f"code-{re.sub(r'[^A-Za-z0-9_.-]', '_', rev)}"
+    dest.mkdir(parents=True, exist_ok=True)
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
+    return dest
+
+
+def _train_once(code: Path, d: Path, out: Path, threads: int | None) -> dict:
+    """Default ``kdcrowd train`` of the simulated crowd ``d`` with the code in ``code``, in a fresh process:
+    wall time, the process's CPU time (user + system, all threads) and summary.json."""
+    import json
+    import resource
+    env = _env(threads)
+    env["PYTHONPATH"] = str(code) + os.pathsep + env["PYTHONPATH"]
     cmd = [sys.executable, "-m", "kdcrowd_core", "-q", "train", str(d / "answers.csv"), "--features",
            str(d / "features.csv"), "--test-features", str(d / "test_features.csv"), "--test-gold",
-           str(d / "test_gold.csv"), "-o", str(tmp / "run100k")]
+           str(d / "test_gold.csv"), "--out", str(out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=code)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if r.returncode != 0:
-        return ["### Trainer, 100k items", "", f"`kdcrowd train` failed: {r.stderr.strip()[-500:]}", ""]
-    acc = ""
-    summ = tmp / "run100k" / "summary.json"
-    if summ.exists():
-        import json
-        s = json.loads(summ.read_text())
-        acc = str({k: v for k, v in s.items() if "acc" in k and isinstance(v, (int, float))})[:300]
-    return ["### Trainer, 100k items (default `kdcrowd train`)", "",
-            "Commands: `kdcrowd simulate --items 100000 --classes 10 --workers 1000 --features 128 "
-            "--answers-per-item 3 5 --test 10000 -o sim` then `kdcrowd train sim/answers.csv --features "
-            "sim/features.csv --test-features sim/test_features.csv --test-gold sim/test_gold.csv -o run`.", "",
-            "| wall s | target | accuracies (summary.json) |", "|---|---|---|",
-            f"| {wall:.1f} | <= 120 s: {'met' if wall <= 120 else 'NOT met'} | {acc} |", ""]
+        return {"error": r.stderr.strip()[-500:]}
+    return {"wall": wall, "cpu": cpu, "summary": json.loads((out / "summary.json").read_text())}
+
+
+def section_trainer(tmp: Path, items: int = 100_000, ref: str | None = None, threads: int | None = None) -> list[str]:
+    """Default ``kdcrowd train`` on a simulated crowd of ``items`` items; with ``ref`` (a git revision) the same
+    command with that revision's code, in the same run (ratios against it)."""
+    d = tmp / f"sim{items}"
+    n_test = max(items // 10, 100)
+    sim = [sys.executable, "-m", "kdcrowd_core", "-q", "simulate", "--items", str(items), "--classes", "10",
+           "--workers", "1000", "--features", "128", "--answers-per-item", "3", "5", "--test", str(n_test),
+           "-o", str(d)]
+    subprocess.run(sim, env=_env(), check=True, cwd=ROOT, capture_output=True)
+    runs = [("this code", ROOT)]
+    if ref:
+        runs.append((f"`{ref}`", _code_tree(ref, tmp)))
+    res = {}
+    for name, code in runs:
+        res[name] = _train_once(code, d, tmp / f"run-{len(res)}", threads)
+        print(f"[trainer] {name}: {res[name].get('wall', 'failed')}", file=sys.stderr, flush=True)
+    stages = ("mv", "ds", "teacher", "student", "stage2", "rounds", "total")
+    lines = [f"### Trainer, {items:,} items (default `kdcrowd train`)", "",
+             f"Commands: `kdcrowd simulate --items {items} --classes 10 --workers 1000 --features 128 "
+             f"--answers-per-item 3 5 --test {n_test} -o sim` then `kdcrowd train sim/answers.csv --features "
+             "sim/features.csv --test-features sim/test_features.csv --test-gold sim/test_gold.csv -o run`"
+             f"{f' (OMP_NUM_THREADS={threads})' if threads else ''}, in a fresh process per row. Wall time of the "
+             "command (reading, training, writing); CPU time of the process (all its threads); the trainer's own "
+             "stage timings (summary.json `timings`, seconds; `total` is the fit, baselines included)."
+             + (f" Reference: the code of git revision `{ref}`, run in the same benchmark on the same files." if ref
+                else ""), "",
+             "| code | wall s | CPU s | " + " | ".join(stages) + " | test accuracy teacher / student / stage 2 | target |",
+             "|---" * (len(stages) + 5) + "|"]
+    for name, r in res.items():
+        if "error" in r:
+            err = r["error"][-200:].replace("\n", " ").replace("|", "/")
+            lines.append(f"| {name} | failed: {err} |")
+            continue
+        t, acc = r["summary"].get("timings", {}), r["summary"].get("test_accuracy", {})
+        accs = " / ".join(f"{acc[m]:.4f}" if m in acc else "-" for m in ("teacher", "student", "stage2"))
+        target = f"<= 120 s: {'met' if r['wall'] <= 120 else 'NOT met'}" if items == 100_000 else ""
+        lines.append(f"| {name} | {r['wall']:.1f} | {r['cpu']:.1f} | "
+                     + " | ".join(f"{t[k]:.1f}" if k in t else "-" for k in stages) + f" | {accs} | {target} |")
+    this, other = res.get("this code", {}), res.get(f"`{ref}`", {}) if ref else {}
+    if "wall" in this and "wall" in other:
+        lines += ["", f"Speed-up against `{ref}` in this run: wall {other['wall'] / this['wall']:.2f}x, CPU "
+                      f"{other['cpu'] / this['cpu']:.2f}x."]
+    return lines + [""]
 
 
 _DS_CHILD = """
@@ -270,6 +321,12 @@ def main() -> None:
     ap.add_argument("--no-crowdkit", action="store_true")
     ap.add_argument("--tmp", default=None, help="folder for the generated files (default: a temporary folder)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks_scale.md"))
+    ap.add_argument("--trainer-items", type=int, default=100_000, help="items of the trainer section's crowd")
+    ap.add_argument("--compare-ref", default=None, metavar="GIT_REV",
+                    help="trainer section: also run the code of this git revision (e.g. the commit before the "
+                         "speed-ups) on the same files, and print the speed-up against it")
+    ap.add_argument("--trainer-threads", type=int, default=None,
+                    help="trainer section: OMP_NUM_THREADS of the train processes (default: unset)")
     a = ap.parse_args()
     import torch
     secs = [s.strip() for s in a.sections.split(",") if s.strip()]
@@ -279,7 +336,7 @@ def main() -> None:
              f"shared with other jobs while measured (load average at start {os.getloadavg()[0]:.1f}); "
              f"Python {platform.python_version()}, torch {torch.__version__}; device `{a.device}`"
              f"{'' if a.device != 'cpu' else ' (not measured on a GPU)'}. Command: `python benchmarks/scale.py "
-             f"--sections {a.sections} --answers {a.answers}`.", ""]
+             f"{' '.join(sys.argv[1:]) or '(defaults)'}`.", ""]
     with tempfile.TemporaryDirectory(dir=a.tmp) as t:
         tmp = Path(t)
         for s in secs:
@@ -289,7 +346,7 @@ def main() -> None:
             elif s == "procs":
                 lines += section_procs(parse_size(a.procs_answers), tmp, a.device)
             elif s == "trainer":
-                lines += section_trainer(tmp)
+                lines += section_trainer(tmp, a.trainer_items, a.compare_ref, a.trainer_threads)
             elif s == "ds":
                 lines += section_ds(a.device, not a.no_crowdkit)
             else:

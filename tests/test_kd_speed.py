@@ -99,3 +99,16 @@ def test_train_accuracy_from_the_e_step_equals_a_separate_pass():
     assert len(seen) == 4
     for got, want in seen:
         assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_stages_pick_threads_and_fit_restores_torchs_setting(monkeypatch):
+    """num_threads = 0: every stage caps torch's threads at the idle cores; fit puts torch's setting back."""
+    from kdcrowd_core.inference import threads as th
+    s = simulate_crowd(n_items=200, n_classes=3, n_features=5, n_workers=10, answers_per_item=(2, 3), seed=1)
+    before = torch.get_num_threads()
+    seen = []
+    monkeypatch.setattr(th, "steady_threads", lambda limit=None: seen.append(limit) or 1)
+    KDCrowd(KDConfig(epochs_teacher=1, epochs_student=1, epochs_stage2=1, cross_fit_folds=2, rounds=1, hidden=8,
+                     device="cpu")).fit(s.data)
+    assert seen and all(v == before for v in seen)       # capped from torch's own setting, once per stage
+    assert torch.get_num_threads() == before

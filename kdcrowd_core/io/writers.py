@@ -133,6 +133,8 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "iub" or (obj.dtype.kind == "f" and np.isfinite(obj).all()):
+            return obj.tolist()    # already plain ints, floats and bools: no element-by-element pass
         return to_jsonable(obj.tolist())
     if isinstance(obj, pd.DataFrame):
         return to_jsonable(obj.to_dict(orient="records"))

@@ -120,7 +120,8 @@ class KDConfig:
     amp : bool
         bfloat16 autocast on CUDA (ignored elsewhere).
     num_threads : int
-        ``torch.set_num_threads`` during ``fit`` on CPU (0 = leave torch's setting).
+        ``torch.set_num_threads`` during ``fit`` on CPU; 0 = at the start of every stage, torch's setting capped
+        at the cores idle at that moment (a busy machine makes multi-threaded small ops far slower).
 
     Recommended model
     -----------------

@@ -109,7 +109,8 @@ class KDResult:
             arrays["targets"] = self.targets
         if self.oof_probas is not None:
             arrays["oof_probas"] = np.asarray(self.oof_probas, dtype=np.float64)
-        np.savez_compressed(d / "arrays.npz", **arrays)
+        # uncompressed: probabilities hardly compress, and zlib took seconds on 100k items (np.load reads both)
+        np.savez(d / "arrays.npz", **arrays)
         if self.model_states:
             torch.save({k: {n: t.cpu() for n, t in v.items()} for k, v in self.model_states.items()}, d / "models.pt")
         return d

@@ -36,6 +36,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
     ``robust="co-teaching"`` needs ``peer`` (a second head, trained alongside): each head is trained on the
     small-loss items selected by the other one (Co-teaching); ``head`` is returned (selected on validation)."""
     cfg = ctx.cfg
+    ctx.pick_threads()
     distill = distill or cfg.distill
     robust = robust or cfg.robust
     B = ctx.batch_size(train_idx.shape[0])

@@ -95,6 +95,7 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
     ``init_q`` (N, K): AggNet's posteriors for the first epoch (default: its E-step).
     """
     cfg = ctx.cfg
+    ctx.pick_threads()
     B = ctx.batch_size(train_idx.shape[0])
     groups = [{"params": list(model.classifier.parameters()), "lr": cfg.lr}]
     tp = model.transition_parameters()

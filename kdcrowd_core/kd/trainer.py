@@ -129,7 +129,7 @@ class KDCrowd:
             self.data_parallel.weights_digest = weights_digest(result.model_states)
             return result
         finally:
-            if cfg.num_threads > 0 and dev.type == "cpu":
+            if dev.type == "cpu":
                 torch.set_num_threads(old_threads)
 
     def _fit(self, data, cfg, dev, Xv, yv, Xt, yt, test_ids, callback, cancel) -> KDResult:
@@ -177,7 +177,7 @@ class KDCrowd:
                          gold=None if gold_np is None else _to_t(gold_np, dev, torch.long),
                          Xv=None if Xv is None else _to_t(Xv, dev),
                          yv=None if yv is None else _to_t(yv, dev, torch.long), run=run, gen=gen,
-                         dp=self.data_parallel)
+                         dp=self.data_parallel, max_threads=torch.get_num_threads() if cfg.num_threads == 0 else 0)
         if self.data_parallel is not None:
             self.data_parallel.gen, run.dp = gen, self.data_parallel
         self.device_ = dev
