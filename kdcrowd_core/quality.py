@@ -896,7 +896,8 @@ RELABEL_POOL_MAX_CLASSES = 64
 
 
 def expected_gain(data: CrowdData, post: CrowdPosterior, quality: np.ndarray | None = None,
-                  consensus: np.ndarray | None = None, max_block: int = 4_000_000) -> np.ndarray:
+                  consensus: np.ndarray | None = None, max_block: int = 4_000_000,
+                  top_classes: int | None = None) -> np.ndarray:
     """Per item, the expected gain in the probability that the item's label is right after one more answer (N,).
 
     The next answer comes from a worker who has not answered the item yet, drawn in proportion to the
@@ -905,6 +906,9 @@ def expected_gain(data: CrowdData, post: CrowdPosterior, quality: np.ndarray | N
     posterior; with ``quality`` and ``consensus``, ``q[consensus] = quality`` and the rest shared as in the
     posterior), an answer ``c`` has probability ``sum_j q_j T_i[j, c]`` and gives ``q'(c) ∝ q * T_i[:, c]^tau``;
     the gain is ``E_c[max_j q'_j(c)] - q[consensus]`` (the label after the answer is the most probable one).
+    Above ``RELABEL_TOP_FROM_CLASSES`` classes (or with ``top_classes``; pool matrix only) the belief is cut to
+    each item's ``RELABEL_TOP_CLASSES`` most probable classes, renormalised: (items, m, K) work, not
+    (items, K, K).
     """
     N, K = post.proba.shape
     q = post.proba.copy()
@@ -929,6 +933,10 @@ def expected_gain(data: CrowdData, post: CrowdPosterior, quality: np.ndarray | N
         seen = seen.numpy().reshape(N, K, K)
         left = act.sum() - np.bincount(data.item, weights=act[data.worker], minlength=N)
     out = np.empty(N)
+    m = min(K, RELABEL_TOP_CLASSES) if top_classes is None and K > RELABEL_TOP_FROM_CLASSES else top_classes
+    if not per_item and m is not None and m < K:
+        return _expected_gain_top(q, cons, np.clip(pool / max(act.sum(), _EPS), _EPS, None), post.tau, int(m),
+                                  max_block)
     chunk = max(1, int(max_block) // (K * K))
     for s in range(0, N, chunk):
         qs = q[s:s + chunk]                                              # (n, j)
@@ -943,6 +951,37 @@ def expected_gain(data: CrowdData, post: CrowdPosterior, quality: np.ndarray | N
         upd = qs[:, :, None] * Ti ** post.tau                            # (n, j, c) unnormalised q'
         upd = upd / np.clip(upd.sum(axis=1, keepdims=True), _EPS, None)
         out[s:s + chunk] = (pc * upd.max(axis=1)).sum(axis=1) - qs[np.arange(qs.shape[0]), cons[s:s + chunk]]
+    return out
+
+
+#: From this many classes :func:`expected_gain` keeps each item's ``RELABEL_TOP_CLASSES`` most probable classes.
+RELABEL_TOP_FROM_CLASSES = 200
+RELABEL_TOP_CLASSES = 32
+
+
+def _expected_gain_top(q: np.ndarray, cons: np.ndarray, P: np.ndarray, tau: float, m: int,
+                       max_block: int) -> np.ndarray:
+    """:func:`expected_gain` with one next-worker matrix ``P`` (K, K) and each item's belief cut to its ``m``
+    most probable classes (the consensus always among them), renormalised."""
+    N, K = q.shape
+    rows = np.arange(N)
+    Pt = P ** tau
+    out = np.empty(N)
+    chunk = max(1, int(max_block) // (m * K))
+    for s in range(0, N, chunk):
+        qs = q[s:s + chunk].copy()
+        r = np.arange(qs.shape[0])
+        c = cons[s:s + chunk]
+        qs[r, c] = np.inf                                                  # the consensus stays
+        idx = np.argpartition(-qs, m - 1, axis=1)[:, :m]                   # (n, m)
+        qs[r, c] = q[rows[s:s + chunk], c]
+        qm = np.take_along_axis(qs, idx, axis=1)
+        qm = qm / np.clip(qm.sum(axis=1, keepdims=True), _EPS, None)
+        pc = np.einsum("nm,nmc->nc", qm, P[idx])                          # P(next answer = c)
+        upd = qm[:, :, None] * Pt[idx]                                     # (n, m, c)
+        upd = upd / np.clip(upd.sum(axis=1, keepdims=True), _EPS, None)
+        qc = (qm * (idx == c[:, None])).sum(axis=1)
+        out[s:s + chunk] = (pc * upd.max(axis=1)).sum(axis=1) - qc
     return out
 
 

@@ -85,3 +85,17 @@ def test_many_workers_accuracy_interval_matches_the_draws():
     assert gap.mean() < 0.002 and gap.max() < 0.01, (gap.mean(), gap.max())
     assert gap.mean() <= gap_mc.mean() + 0.001, (gap.mean(), gap_mc.mean())
     assert ((approx[1] <= approx[0]) & (approx[0] <= approx[2])).all()
+
+
+def test_expected_gain_on_the_top_classes_matches_the_full_one():
+    data, q = _crowd(400, 300, 30)
+    post = quality.crowd_posterior(data, q)
+    sc = quality.quality_scores(data, q)
+    full = quality.expected_gain(data, post, sc.quality, sc.consensus, top_classes=300)
+    top = quality.expected_gain(data, post, sc.quality, sc.consensus)     # 32 classes per item above 200
+    every = quality.expected_gain(data, post, sc.quality, sc.consensus, top_classes=299)
+    assert np.abs(every - full).max() < 1e-3
+    assert np.corrcoef(top, full)[0, 1] > 0.95, np.corrcoef(top, full)[0, 1]
+    assert np.abs(top - full).mean() < 0.02, np.abs(top - full).mean()
+    table = quality.relabel_next(data, q, 20, scores=sc)
+    assert len(table) == 20 and np.isfinite(table["expected_gain"]).all()
