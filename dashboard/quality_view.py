@@ -81,12 +81,22 @@ def oof_cached(key: str, _data: CrowdData, method: str, clamp_gold: bool) -> np.
     return quality.oof_classifier_proba(_data.features, lab.proba)
 
 
+#: Past this many classes the on-screen item table has no ``prob_`` columns (the CSV download has them).
+ITEM_TABLE_MAX_CLASS_COLUMNS = 20
+
+
 def item_table(key: str, data: CrowdData, method: str, clamp_gold: bool, run_id: str | None = None,
-               run: quality.RunView | None = None, content: pd.Series | None = None) -> pd.DataFrame:
-    """:func:`kdcrowd_core.quality.item_quality` with the item content (when known) as a ``content`` column."""
+               run: quality.RunView | None = None, content: pd.Series | None = None,
+               class_probas: bool | None = None) -> pd.DataFrame:
+    """:func:`kdcrowd_core.quality.item_quality` with the item content (when known) as a ``content`` column.
+
+    ``class_probas``: add the ``prob_<class>`` columns (default: up to ``ITEM_TABLE_MAX_CLASS_COLUMNS`` classes).
+    """
     lab = labels_cached(key, data, method, clamp_gold)
     sc = scores_cached(key, data, method, clamp_gold, run_id, run)
-    t = quality.item_quality(data, lab.proba, run, scores=sc)
+    if class_probas is None:
+        class_probas = data.n_classes <= ITEM_TABLE_MAX_CLASS_COLUMNS
+    t = quality.item_quality(data, lab.proba, run, scores=sc, class_probas=class_probas)
     if content is not None:
         c = content.copy()
         c.index = c.index.astype(str)
@@ -94,11 +104,13 @@ def item_table(key: str, data: CrowdData, method: str, clamp_gold: bool, run_id:
     return t
 
 
-def relabel_table(key: str, data: CrowdData, method: str, clamp_gold: bool, budget: int,
-                  run_id: str | None = None, run: quality.RunView | None = None) -> pd.DataFrame:
-    lab = labels_cached(key, data, method, clamp_gold)
-    sc = scores_cached(key, data, method, clamp_gold, run_id, run)
-    return quality.relabel_next(data, lab.proba, budget, run, scores=sc)
+@st.cache_resource(max_entries=4, show_spinner="Ranking the items to relabel…")
+def relabel_table(key: str, _data: CrowdData, method: str, clamp_gold: bool, budget: int,
+                  run_id: str | None = None, _run: quality.RunView | None = None) -> pd.DataFrame:
+    """:func:`kdcrowd_core.quality.relabel_next`, cached per dataset, method, budget and run (reruns are free)."""
+    lab = labels_cached(key, _data, method, clamp_gold)
+    sc = scores_cached(key, _data, method, clamp_gold, run_id, _run)
+    return quality.relabel_next(_data, lab.proba, budget, _run, scores=sc)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Estimating each worker's accuracy interval…")

@@ -64,7 +64,9 @@ cfg = {"quality": st.column_config.ProgressColumn("quality", min_value=0.0, max_
 shown = [col for col in view.columns if not col.startswith(("prob_", "model_prob_"))]
 shown_view, content_cfg = items_view.with_content(view[shown].head(1000), ds)   # text or picture of the item
 st.dataframe(shown_view, height=420, key="items_table", column_config={**cfg, **content_cfg})
-st.download_button("Download every item's quality (CSV)", lambda: qv.csv_bytes(table, index=True),  # built on click
+st.download_button("Download every item's quality (CSV)",  # built on click, with every prob_ column
+                   lambda: qv.csv_bytes(qv.item_table(ds.key, c, method, bool(clamp), view_key, run_view, content,
+                                                      class_probas=True), index=True),
                    file_name="item_quality.csv", mime="text/csv", icon=":material/download:", on_click="ignore",
                    key="items_download", help="All items and columns, whatever the filters above.")
 
