@@ -343,7 +343,11 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     pri = base if logm is None else (1 - w) * base + w * logm
     rho = answer_overdispersion(data, q0)[0] if overdispersion is None else float(overdispersion)
     scale = t / (1.0 + np.maximum(n_per - 1, 0) * rho)
-    q = _softmax(pri + scale[:, None] * L)
+    q = scale[:, None] * L                      # the softmax below in place: one (N, K) array, not four
+    q += pri
+    q -= q.max(axis=-1, keepdims=True)
+    np.exp(q, out=q)
+    q /= q.sum(axis=-1, keepdims=True)
     return CrowdPosterior(proba=q, matrices=T, prior=prior, tau=float(t), weight=float(w),
                           heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"), overdispersion=float(rho),
                           activity_pool=cols.activity_pool() if compact else None)
@@ -918,12 +922,15 @@ def expected_gain(data: CrowdData, post: CrowdPosterior, quality: np.ndarray | N
     q = post.proba.copy()
     rows = np.arange(N)
     cons = q.argmax(axis=1) if consensus is None else np.asarray(consensus)
-    if quality is not None:
-        rest = q.copy()
-        rest[rows, cons] = 0.0
-        tot = rest.sum(axis=1, keepdims=True)
-        rest = np.where(tot > 0, rest / np.clip(tot, _EPS, None), (1.0 - np.eye(K)[cons]) / max(K - 1, 1))
-        q = rest * (1.0 - np.asarray(quality, dtype=np.float64))[:, None]
+    if quality is not None:                     # in place: no (N, K) temporaries (1,000 classes: 80 MB each)
+        q[rows, cons] = 0.0
+        tot = q.sum(axis=1, keepdims=True)
+        q /= np.clip(tot, _EPS, None)
+        empty = tot[:, 0] <= 0
+        if empty.any():
+            q[empty] = 1.0 / max(K - 1, 1)
+            q[empty, cons[empty]] = 0.0
+        q *= (1.0 - np.asarray(quality, dtype=np.float64))[:, None]
         q[rows, cons] = quality
     act = data.answers_per_worker().astype(np.float64)
     pool = post.activity_pool if post.matrices is None else np.tensordot(act, post.matrices, axes=1)  # (K, K)
