@@ -666,19 +666,24 @@ def _rank_score(posteriors: list[np.ndarray], cons: np.ndarray, agree: np.ndarra
     N = cons.shape[0]
     rows = np.arange(N)
     p_cons = np.zeros(N)
-    for q in posteriors:
-        logp = np.log(np.clip(q, 1e-300, None))
+    for q in posteriors:                        # in place: one (N, K) array at a time (1,000 classes: 80 MB)
+        p = np.clip(q, 1e-300, None)
+        np.log(p, out=p)
         if model_proba is not None and post.weight > 0:
-            logp = logp + post.weight * (np.log(np.clip(np.asarray(model_proba, dtype=np.float64), 1e-6, None))
-                                         - np.log(post.prior)[None])
-        logp = logp - logp.max(axis=1, keepdims=True)
-        p = np.exp(logp)
+            p += post.weight * (np.log(np.clip(np.asarray(model_proba, dtype=np.float64), 1e-6, None))
+                                - np.log(post.prior)[None])
+        p -= p.max(axis=1, keepdims=True)
+        np.exp(p, out=p)
         p_cons += p[rows, cons] / p.sum(axis=1) / len(posteriors)
-    ls = np.log(np.clip(sharp, 1e-300, None))
-    others = ls.copy()
+        del p
+    others = np.clip(sharp, 1e-300, None)
+    np.log(others, out=others)
+    ls_cons = others[rows, cons].copy()
     others[rows, cons] = -np.inf
     mx = others.max(axis=1, keepdims=True)
-    lo = ls[rows, cons] - (mx[:, 0] + np.log(np.exp(others - mx).sum(axis=1)))
+    others -= mx
+    np.exp(others, out=others)
+    lo = ls_cons - (mx[:, 0] + np.log(others.sum(axis=1)))
     w = RANK_POSTERIOR_WEIGHT
     score = np.clip(w * p_cons + (1 - w) * agree, 1e-9, 1 - 1e-9)
     return np.log(score) - np.log1p(-score) + 1e-3 * np.tanh(lo / 50.0)
@@ -704,9 +709,9 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
     N, K = data.n_items, data.n_classes
     post = crowd_posterior(data, q0, model_proba, overdispersion=overdispersion, seed=seed)
     cons = q0.argmax(axis=1)
-    C = np.bincount(data.item * K + data.label, minlength=N * K).reshape(N, K)
-    n = C.sum(axis=1)
-    agree = np.divide(C[np.arange(N), cons], n, out=np.zeros(N), where=n > 0)
+    n = np.bincount(data.item, minlength=N)                                  # no (N, K) vote table
+    votes_cons = np.bincount(data.item, weights=(data.label == cons[data.item]), minlength=N)
+    agree = np.divide(votes_cons, n, out=np.zeros(N), where=n > 0)
     sharp = crowd_posterior(data, q0, model_proba, tau=1.0, weight=post.weight if model_proba is not None else None,
                             overdispersion=0.0, seed=seed)
     if reference is None and K <= RELABEL_POOL_MAX_CLASSES:
