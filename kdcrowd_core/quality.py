@@ -762,10 +762,8 @@ def item_quality(data: CrowdData, soft_labels: np.ndarray, run: RunView | None =
     q0 = np.asarray(soft_labels, dtype=np.float64)
     sc = scores or quality_scores(data, q0, None if run is None else run.model_proba)
     post = sc.posterior
-    K = data.n_classes
     cons = sc.consensus
-    C = np.bincount(data.item * K + data.label, minlength=data.n_items * K).reshape(data.n_items, K)
-    n = C.sum(axis=1)
+    n = np.bincount(data.item, minlength=data.n_items)
     agree = sc.agreement
     quality = sc.quality
     cls = data.classes
@@ -774,7 +772,7 @@ def item_quality(data: CrowdData, soft_labels: np.ndarray, run: RunView | None =
         "quality": quality,
         "agreement": agree,
         "answers": n,
-        "votes": _votes_text(C, cls),
+        "votes": _votes_text_sparse(data),
         "method_confidence": q0.max(axis=1),
     }, index=pd.Index(data.item_ids, name="item"))
     reasons = [np.where((n >= 2) & (np.nan_to_num(agree, nan=1.0) < contested_below), "contested", ""),
@@ -823,6 +821,26 @@ def item_quality(data: CrowdData, soft_labels: np.ndarray, run: RunView | None =
                     label_source="" if run is None else run.label_source)
     order = np.lexsort((-n, sc.rank_score))
     return df.iloc[order]
+
+
+def _votes_text_sparse(data: CrowdData, top: int = 4) -> np.ndarray:
+    """:func:`_votes_text` from the answers' (item, label) counts, without the (items, K) vote table."""
+    K, N = data.n_classes, data.n_items
+    keys, cnt = np.unique(data.item.astype(np.int64) * K + data.label, return_counts=True)
+    it, lab = keys // K, keys % K
+    order = np.lexsort((lab, -cnt, it))                     # per item: most votes first, then class order
+    it, lab, cnt = it[order], lab[order], cnt[order]
+    start = np.searchsorted(it, np.arange(N))
+    pos = np.arange(it.size) - start[it]
+    names = np.asarray([str(c) for c in data.classes], dtype=object)
+    out = np.full(N, "", dtype=object)
+    for j in range(min(top, K)):
+        sel = pos == j
+        piece = np.full(N, "", dtype=object)
+        piece[it[sel]] = names[lab[sel]] + "×" + cnt[sel].astype(str)
+        sep = np.where((out != "") & (piece != ""), ", ", "")
+        out = out + sep + piece
+    return out
 
 
 def _votes_text(C: np.ndarray, classes: pd.Index, top: int = 4) -> np.ndarray:

@@ -99,3 +99,10 @@ def test_expected_gain_on_the_top_classes_matches_the_full_one():
     assert np.abs(top - full).mean() < 0.02, np.abs(top - full).mean()
     table = quality.relabel_next(data, q, 20, scores=sc)
     assert len(table) == 20 and np.isfinite(table["expected_gain"]).all()
+
+
+def test_votes_text_from_sparse_counts_equals_the_table_one():
+    for k in (3, 50):
+        data, _ = _crowd(500, k, 10)
+        C = np.bincount(data.item * k + data.label, minlength=500 * k).reshape(500, k)
+        assert (quality._votes_text_sparse(data) == quality._votes_text(C, data.classes)).all()
