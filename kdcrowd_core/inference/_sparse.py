@@ -22,6 +22,15 @@ import numpy as np
 import torch
 
 from ..data import CrowdData
+from ..errors import CrowdDataError
+
+
+def float_dtype(name: str) -> torch.dtype:
+    """An estimator's ``dtype`` setting ("float32" or "float64") as a torch dtype; anything else is refused."""
+    dt = {"float32": torch.float32, "float64": torch.float64}.get(name)
+    if dt is None:
+        raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {name!r}.")
+    return dt
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int, dtype: torch.dtype) -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch
 from ..data import CrowdData
 from ..device import resolve_device
 from ..errors import CrowdDataError
-from ._sparse import AnswerOperator, clamp_gold, cpu_threads
+from ._sparse import AnswerOperator, clamp_gold, cpu_threads, float_dtype
 from .base import BaseInference, register
 
 _EPS = 1e-10
@@ -164,9 +164,7 @@ class HierarchicalDawidSkene(BaseInference):
         dev = resolve_device(self.device)
         if dev.type == "mps":
             dev = torch.device("cpu")
-        dt = {"float32": torch.float32, "float64": torch.float64}.get(self.dtype)
-        if dt is None:
-            raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        dt = float_dtype(self.dtype)
         if self.n_iter < 1:
             raise CrowdDataError("n_iter must be at least 1.")
         for name in ("strength_grid", "accuracy_strength_grid"):

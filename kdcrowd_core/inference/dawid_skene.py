@@ -19,7 +19,7 @@ import torch
 from ..data import CrowdData
 from ..device import resolve_device
 from ..errors import CrowdDataError
-from ._sparse import AnswerOperator, cpu_threads
+from ._sparse import AnswerOperator, cpu_threads, float_dtype
 from .base import BaseInference, register
 
 #: floor of confusion counts and priors before taking logs (Crowd-Kit's ``_EPS``)
@@ -275,9 +275,7 @@ class DawidSkene(BaseInference):
         dev = resolve_device(self.device)
         if dev.type == "mps" and self.dtype == "float64":
             dev = torch.device("cpu")
-        dt = {"float32": torch.float32, "float64": torch.float64}.get(self.dtype)
-        if dt is None:
-            raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        dt = float_dtype(self.dtype)
         if self.n_iter < 0:
             raise CrowdDataError("n_iter must be 0 or more.")
         t_start = time.perf_counter()

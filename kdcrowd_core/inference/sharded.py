@@ -28,6 +28,7 @@ import torch
 from ..device import resolve_device
 from ..errors import CrowdDataError
 from ..io.chunked import CompactAnswers
+from ._sparse import float_dtype
 from .dawid_skene import DawidSkene, center_rows, log_confusion, log_prior, posteriors
 from .majority_vote import MajorityVote
 from .one_coin import OneCoinDawidSkene, _coin_matrices, coin_log_table
@@ -274,9 +275,7 @@ def _fit_ds(data: CompactAnswers, est: DawidSkene, comm: Communicator, callback,
     dev = resolve_device(est.device)
     if dev.type == "mps":
         dev = torch.device("cpu")
-    dt = {"float32": torch.float32, "float64": torch.float64}.get(est.dtype)
-    if dt is None:
-        raise CrowdDataError(f"dtype must be 'float32' or 'float64', got {est.dtype!r}.")
+    dt = float_dtype(est.dtype)
     K = data.n_classes
 
     def m_step(op: ShardOperator, q: torch.Tensor) -> torch.Tensor:
