@@ -67,13 +67,18 @@ def _shape(z) -> tuple[int, int]:
     return len(z), len(z[0]) if z else 0
 
 
-def test_pages_with_many_classes_send_small_figures():
-    data = _crowd(600, 60, 30)
+def _app_with_answers(data, name: str) -> AppTest:
+    """The app with ``data`` uploaded as the answers file ``name`` (no error shown)."""
     at = AppTest.from_file(APP, default_timeout=240)
     at.run()
-    at.session_state[state.PENDING] = [("answers", _csv(data), "many_classes.csv")]
+    at.session_state[state.PENDING] = [("answers", _csv(data), name)]
     at.run()
     assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_pages_with_many_classes_send_small_figures():
+    at = _app_with_answers(_crowd(600, 60, 30), "many_classes.csv")
     for page, key in (("app_pages/workers.py", "workers_class_page"), ("app_pages/disagreement.py",
                                                                         "dis_class_page")):
         at.switch_page(page)
@@ -111,12 +116,7 @@ def test_analysis_with_300_classes_keeps_worker_matrices_compact():
 
 
 def test_workers_and_labels_pages_with_300_classes():
-    data = _crowd(400, 300, 12)
-    at = AppTest.from_file(APP, default_timeout=240)
-    at.run()
-    at.session_state[state.PENDING] = [("answers", _csv(data), "three_hundred_classes.csv")]
-    at.run()
-    assert not at.error, [e.value for e in at.error]
+    at = _app_with_answers(_crowd(400, 300, 12), "three_hundred_classes.csv")
     for page in ("app_pages/workers.py", "app_pages/labels.py"):
         at.switch_page(page)
         at.run()
