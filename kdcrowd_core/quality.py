@@ -308,7 +308,8 @@ def _dirmult_em(counts: _VoteCounts, q: np.ndarray, conc: float, iters: int) -> 
 def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.ndarray | None = None, *,
                     strength: float | None = None, tau: float | None = None, weight: float | None = None,
                     overdispersion: float | None = None, max_heldout: int = 100_000,
-                    seed: int = 0, compact: bool | None = None) -> CrowdPosterior:
+                    seed: int = 0, compact: bool | None = None,
+                    likelihood: AnswerLikelihood | None = None) -> CrowdPosterior:
     """The calibrated posterior of every item's true class.
 
     Parameters
@@ -327,6 +328,9 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
         no (answers, K) array; ``matrices`` is then None and ``activity_pool`` holds what
         :func:`expected_gain` needs).  Default: above ``COMPACT_POSTERIOR_FROM_CLASSES`` classes.  The same
         numbers as the dense path up to rounding.
+    likelihood : the answers' likelihood from :func:`answer_likelihood` for the same ``data``, ``soft_labels``,
+        ``strength`` and ``compact`` (computed once for several posteriors, e.g. by :func:`quality_scores`);
+        default: computed here.
     """
     data = as_crowd_data(data)
     N, K = data.n_items, data.n_classes
@@ -345,14 +349,14 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
                                  hint="use the run trained on these answers.")
         logm = np.log(np.clip(P, 1e-6, None))
     compact = K > COMPACT_POSTERIOR_FROM_CLASSES if compact is None else bool(compact)
+    lik = likelihood or answer_likelihood(data, q0, strength=strength, compact=compact)
+    if (lik.strength, lik.compact, lik.L is None) != (strength, compact, False):
+        raise CrowdDataError("the likelihood given to crowd_posterior was computed with another strength or "
+                             "path, or was already used up (reusable=False).",
+                             hint="compute it with answer_likelihood(data, soft_labels, strength=, compact=).")
+    cols, T, la, L = lik.columns, lik.matrices, lik.answer_loglik, lik.L
     if compact:                 # no (R, K, K) matrices, no (answers, K) array: columns built per chunk of answers
-        cols = _AnswerColumns(data, q0, strength)
-        T, L = None, cols.item_loglik()
         max_heldout = min(max_heldout, max(1000, 10_000_000 // K))
-    else:
-        T = _shrunk_matrices(data, q0, strength)
-        logT = np.log(np.clip(T, _EPS, None))
-        la, L = _answer_loglik(data, logT)
 
     taus = _TAUS if tau is None else (float(tau),)
     weights = (0.0,) if logm is None else (_WEIGHTS if weight is None else (float(weight),))
@@ -398,7 +402,11 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     pri = base if logm is None else (1 - w) * base + w * logm
     rho = answer_overdispersion(data, q0)[0] if overdispersion is None else float(overdispersion)
     scale = t / (1.0 + np.maximum(n_per - 1, 0) * rho)
-    q = scale[:, None] * L                      # the softmax below in place: one (N, K) array, not four
+    if lik.reusable:
+        q = scale[:, None] * L                  # the softmax below in place: one (N, K) array, not four
+    else:                                       # the likelihood's last use: its (N, K) table becomes q
+        q, lik.L = L, None
+        q *= scale[:, None]
     q += pri
     q -= q.max(axis=-1, keepdims=True)
     np.exp(q, out=q)
@@ -406,6 +414,43 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     return CrowdPosterior(proba=q, matrices=T, prior=prior, tau=float(t), weight=float(w),
                           heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"), overdispersion=float(rho),
                           activity_pool=cols.activity_pool() if compact else None)
+
+
+@dataclass
+class AnswerLikelihood:
+    """What :func:`crowd_posterior` computes from the answers and soft labels before choosing its settings
+    (:func:`answer_likelihood`); several posteriors of the same data and soft labels can share it.
+
+    ``L`` (N, K): per item the sum over its answers of ``log T[r_a, :, c_a]``; ``matrices`` and
+    ``answer_loglik`` (A, K) on the dense path, ``columns`` (:class:`_AnswerColumns`) on the compact path.
+    With ``reusable=False`` the next :func:`crowd_posterior` builds its posterior in ``L``'s memory and sets
+    ``L`` to None (one (N, K) array less at once).
+    """
+
+    strength: float
+    compact: bool
+    L: np.ndarray | None
+    matrices: np.ndarray | None = None
+    answer_loglik: np.ndarray | None = None
+    columns: _AnswerColumns | None = None
+    reusable: bool = True
+
+
+def answer_likelihood(data: CrowdData, soft_labels: np.ndarray, *, strength: float | None = None,
+                      compact: bool | None = None) -> AnswerLikelihood:
+    """The shrunk worker matrices' likelihood of every item's answers (see :func:`crowd_posterior` for
+    ``strength``, default ``K``, and ``compact``)."""
+    data = as_crowd_data(data)
+    K = data.n_classes
+    q0 = np.asarray(soft_labels, dtype=np.float64)
+    strength = float(K if strength is None else strength)
+    compact = K > COMPACT_POSTERIOR_FROM_CLASSES if compact is None else bool(compact)
+    if compact:
+        cols = _AnswerColumns(data, q0, strength)
+        return AnswerLikelihood(strength, True, cols.item_loglik(), columns=cols)
+    T = _shrunk_matrices(data, q0, strength)
+    la, L = _answer_loglik(data, np.log(np.clip(T, _EPS, None)))
+    return AnswerLikelihood(strength, False, L, matrices=T, answer_loglik=la)
 
 
 #: From this many classes :func:`crowd_posterior` keeps no (R, K, K) matrices and no (answers, K) array.
@@ -425,6 +470,7 @@ class _AnswerColumns:
     def __init__(self, data: CrowdData, q: np.ndarray, strength: float, max_block: int = _COMPACT_BLOCK):
         from scipy.sparse import csr_matrix
         self.data, self.q, self.s = data, q, float(strength)
+        self._pool: np.ndarray | None = None
         N, K, R = data.n_items, data.n_classes, data.n_workers
         self.chunk = max(1, int(max_block) // K)
         keys, self.pair = np.unique(data.worker.astype(np.int64) * K + data.label, return_inverse=True)
@@ -434,11 +480,25 @@ class _AnswerColumns:
         V = csr_matrix((ones, (data.item, data.label)), shape=(N, K))                   # vote counts
         pooled = np.asarray(V.T @ q).T + 1.0                                            # [j, c]
         self.pooled = pooled / pooled.sum(axis=1, keepdims=True)
+        # the pairs with the most items (a worker who gives one label to hundreds of items) summed once, not
+        # once per answer: at most max_block * 4 numbers and N / 4 rows (a 1,000-class crowd: 77 % of the work
+        # in 6 pairs)
+        per_pair = np.diff(self.S.indptr)
+        heavy = np.argsort(-per_pair, kind="stable")[: max(1, min(4 * int(max_block) // K, N // 4))]
+        heavy = np.sort(heavy[per_pair[heavy] >= 2])
+        self.heavy_row = np.full(keys.size, -1, dtype=np.int64)
+        self.heavy_row[heavy] = np.arange(heavy.size)
+        self.heavy_sums = np.asarray(self.S[heavy] @ q) if heavy.size else np.zeros((0, K))
 
     def columns(self, answers: np.ndarray) -> np.ndarray:
         """(len(answers), K): ``T[worker_a, :, label_a]`` for each answer index ``a``."""
         d = self.data
-        C = np.asarray(self.S[self.pair[answers]] @ self.q)
+        pair = self.pair[answers]
+        hr = self.heavy_row[pair]
+        light = hr < 0
+        C = np.empty((pair.size, d.n_classes))
+        C[light] = self.S[pair[light]] @ self.q         # row by row the same sums as the heavy pairs' (same order)
+        C[~light] = self.heavy_sums[hr[~light]]
         return (C + self.s * self.pooled[:, d.label[answers]].T) / (self.n[d.worker[answers]] + self.s)
 
     def _chunks(self):
@@ -452,11 +512,16 @@ class _AnswerColumns:
         d = self.data
         L = np.zeros((d.n_items, d.n_classes))
         for idx, Tc in self._chunks():      # a sparse (items x chunk) sum: torch's index_add_ took 7 s here
-            L += _scatter_rows(d.item[idx], d.n_items) @ np.log(np.clip(Tc, _EPS, None))
+            _add_rows(L, d.item[idx], np.log(np.clip(Tc, _EPS, None)))
         return L
 
     def activity_pool(self) -> np.ndarray:
         """(K, K): ``sum_r answers_r * T[r]`` (what :func:`expected_gain` reads from dense matrices)."""
+        if self._pool is None:                          # once per likelihood (shared by its posteriors)
+            self._pool = self._activity_pool()
+        return self._pool
+
+    def _activity_pool(self) -> np.ndarray:
         d = self.data
         act = d.answers_per_worker().astype(np.float64)
         K = d.n_classes
@@ -465,7 +530,7 @@ class _AnswerColumns:
         w = act[:, None] / (self.n + self.s)                          # (R, K)
         for s in range(0, d.item.size, self.chunk):
             sl = slice(s, s + self.chunk)
-            acc += _scatter_rows(d.label[sl], K) @ (self.q[d.item[sl]] * w[d.worker[sl]])
+            _add_rows(acc, d.label[sl], self.q[d.item[sl]] * w[d.worker[sl]])
         prior_part = self.s * self.pooled * w.sum(axis=0)[:, None]     # sum_r act_r s pooled[j, c] / (n_rj + s)
         return acc.T + prior_part
 
@@ -475,6 +540,15 @@ def _scatter_rows(target: np.ndarray, n_rows: int):
     from scipy.sparse import csr_matrix
     m = target.size
     return csr_matrix((np.ones(m), (target, np.arange(m))), shape=(n_rows, m))
+
+
+def _add_rows(out: np.ndarray, target: np.ndarray, rows: np.ndarray) -> None:
+    """``out[target[a]] += rows[a]`` for every ``a`` (repeated targets summed), touching only the target rows:
+    a sparse sum over the distinct targets, not an ``out``-sized product per call (with 10,000 items x 1,000
+    classes that was an 80 MB array written per chunk of answers).  The same sums, in the same order, as
+    ``out += _scatter_rows(target, len(out)) @ rows``."""
+    uniq, inv = np.unique(target, return_inverse=True)
+    out[uniq] += _scatter_rows(inv.ravel(), uniq.size) @ rows
 
 
 # ------------------------------------------------------------------ labels
@@ -639,6 +713,7 @@ def _oof(X: np.ndarray, q: np.ndarray, folds: int, epochs: int, hidden: int, wei
 #: Weight of the posteriors (the method's and plain Dawid-Skene's, vs. plain vote agreement) in the ranking
 #: score; measured in benchmarks/quality.py on simulated crowds and the real crowds (docs/benchmarks_quality.md).
 RANK_POSTERIOR_WEIGHT = 0.95
+_RANK_BLOCK = 1_000_000         # numbers per block of rows in :func:`_rank_score` (8 MB in float64)
 #: Gold items needed before the quality score is calibrated on gold rather than on held-out answers.
 MIN_GOLD_FOR_CALIBRATION = 30
 
@@ -719,26 +794,35 @@ def _rank_score(posteriors: list[np.ndarray], cons: np.ndarray, agree: np.ndarra
     :func:`crowd_posterior`).
     """
     N = cons.shape[0]
-    rows = np.arange(N)
     p_cons = np.zeros(N)
-    for q in posteriors:                        # in place: one (N, K) array at a time (1,000 classes: 80 MB)
-        p = np.clip(q, 1e-300, None)
-        np.log(p, out=p)
-        if model_proba is not None and post.weight > 0:
-            p += post.weight * (np.log(np.clip(np.asarray(model_proba, dtype=np.float64), 1e-6, None))
-                                - np.log(post.prior)[None])
-        p -= p.max(axis=1, keepdims=True)
-        np.exp(p, out=p)
-        p_cons += p[rows, cons] / p.sum(axis=1) / len(posteriors)
-        del p
-    others = np.clip(sharp, 1e-300, None)
-    np.log(others, out=others)
-    ls_cons = others[rows, cons].copy()
-    others[rows, cons] = -np.inf
-    mx = others.max(axis=1, keepdims=True)
-    others -= mx
-    np.exp(others, out=others)
-    lo = ls_cons - (mx[:, 0] + np.log(others.sum(axis=1)))
+    lo = np.empty(N)
+    logm = None
+    if model_proba is not None and post.weight > 0:
+        logm = np.asarray(model_proba, dtype=np.float64)
+    step = max(1, _RANK_BLOCK // max(sharp.shape[1], 1))   # rows at a time: no (N, K) temporaries (80 MB each)
+    for s in range(0, N, step):
+        sl = slice(s, s + step)
+        rows = np.arange(min(N, s + step) - s)
+        c = cons[sl]
+        term = None
+        for k, q in enumerate(posteriors):
+            if term is None or q is not posteriors[k - 1]:      # the same array twice: the same term
+                p = np.clip(q[sl], 1e-300, None)
+                np.log(p, out=p)
+                if logm is not None:
+                    p += post.weight * (np.log(np.clip(logm[sl], 1e-6, None)) - np.log(post.prior)[None])
+                p -= p.max(axis=1, keepdims=True)
+                np.exp(p, out=p)
+                term = p[rows, c] / p.sum(axis=1)
+            p_cons[sl] += term / len(posteriors)
+        others = np.clip(sharp[sl], 1e-300, None)
+        np.log(others, out=others)
+        ls_cons = others[rows, c].copy()
+        others[rows, c] = -np.inf
+        mx = others.max(axis=1, keepdims=True)
+        others -= mx
+        np.exp(others, out=others)
+        lo[sl] = ls_cons - (mx[:, 0] + np.log(others.sum(axis=1)))
     w = RANK_POSTERIOR_WEIGHT
     score = np.clip(w * p_cons + (1 - w) * agree, 1e-9, 1 - 1e-9)
     return np.log(score) - np.log1p(-score) + 1e-3 * np.tanh(lo / 50.0)
@@ -762,13 +846,16 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
     data = as_crowd_data(data)
     q0 = np.asarray(soft_labels, dtype=np.float64)
     N, K = data.n_items, data.n_classes
-    post = crowd_posterior(data, q0, model_proba, overdispersion=overdispersion, seed=seed)
+    lik = answer_likelihood(data, q0)                # the answers' likelihood, shared by both posteriors
+    post = crowd_posterior(data, q0, model_proba, overdispersion=overdispersion, seed=seed, likelihood=lik)
     cons = q0.argmax(axis=1)
     n = np.bincount(data.item, minlength=N)                                  # no (N, K) vote table
     votes_cons = np.bincount(data.item, weights=(data.label == cons[data.item]), minlength=N)
     agree = np.divide(votes_cons, n, out=np.zeros(N), where=n > 0)
+    lik.reusable = False
     sharp = crowd_posterior(data, q0, model_proba, tau=1.0, weight=post.weight if model_proba is not None else None,
-                            overdispersion=0.0, seed=seed)
+                            overdispersion=0.0, seed=seed, likelihood=lik)
+    del lik
     if reference is None and K <= RELABEL_POOL_MAX_CLASSES:
         from .inference import get_method
         reference = get_method("dawid_skene", use_gold=False).fit(data).proba_array_
