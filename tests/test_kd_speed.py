@@ -112,3 +112,25 @@ def test_stages_pick_threads_and_fit_restores_torchs_setting(monkeypatch):
                      device="cpu")).fit(s.data)
     assert seen and all(v == before for v in seen)       # capped from torch's own setting, once per stage
     assert torch.get_num_threads() == before
+
+
+def test_aggnet_m_step_by_key_equals_the_per_answer_sum():
+    """The M-step's counts as one embedding_bag over the answers ordered by (worker, label) equal the per-answer
+    index_add; the training view's answers (a fold's items renumbered) are those items' answers."""
+    s = simulate_crowd(n_items=300, n_classes=4, n_features=5, n_workers=20, answers_per_item=(1, 4), seed=2)
+    tr = KDCrowd(KDConfig(epochs_teacher=1, hidden=8, device="cpu"))
+    tr.prepare(s.data, torch.device("cpu"))
+    ctx = tr.ctx_
+    q = torch.softmax(torch.randn(ctx.N, 4, generator=torch.Generator().manual_seed(0)), 1)
+    a, b = tr.new_crowd_model("aggnet"), tr.new_crowd_model("aggnet")
+    a.m_step(q, ctx.ans.item, ctx.ans.worker, ctx.ans.label)
+    b.m_step(q, ctx.ans.item, ctx.ans.worker, ctx.ans.label, by_key=ctx.ans.by_key(ctx.R, 4))
+    assert torch.allclose(a.T, b.T, atol=1e-6)
+    idx = torch.arange(1, ctx.N, 3)
+    sub = ctx.ans.subset(idx, ctx.N)
+    glob = idx[sub.item]
+    mask = torch.isin(ctx.ans.item, idx)
+    assert torch.equal(glob, ctx.ans.item[mask]) and torch.equal(sub.worker, ctx.ans.worker[mask])
+    assert torch.equal(sub.cnt, ctx.ans.cnt[idx]) and int(sub.ptr[-1]) == int(mask.sum())
+    assert torch.allclose(crowd_posterior(a, ctx.X[idx], sub), crowd_posterior(a, ctx.X, ctx.ans, items=idx),
+                          atol=1e-6)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ class _Answers:
     label: torch.Tensor
     ptr: torch.Tensor
     cnt: torch.Tensor
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_data(cls, data: CrowdData, dev: torch.device) -> _Answers:
@@ -46,6 +47,35 @@ class _Answers:
         first = torch.cumsum(c, 0) - c
         a = starts[local] + (torch.arange(local.shape[0], device=idx.device) - first[local])
         return local, self.worker[a], self.label[a]
+
+    def key(self, K: int) -> torch.Tensor:
+        """Each answer's ``worker * K + label`` (A,): its row in a model's log-likelihood table (cached)."""
+        if ("key", K) not in self._cache:
+            self._cache[("key", K)] = self.worker * K + self.label
+        return self._cache[("key", K)]
+
+    def by_key(self, R: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The answers' items ordered by key and the start of each of the ``R * K`` keys in that order (cached;
+        AggNet's M-step sums the posteriors of each key's items with one ``embedding_bag``)."""
+        if ("by_key", R, K) not in self._cache:
+            key = self.key(K)
+            order = torch.argsort(key, stable=True)
+            starts = torch.zeros(R * K, dtype=torch.long, device=key.device)
+            starts[1:] = torch.cumsum(torch.bincount(key, minlength=R * K), 0)[:-1]
+            self._cache[("by_key", R, K)] = (self.item.index_select(0, order), starts)
+        return self._cache[("by_key", R, K)]
+
+    def subset(self, idx: torch.Tensor, N: int) -> _Answers:
+        """The answers of the items ``idx`` (ascending), renumbered ``0 .. len(idx) - 1`` in that order."""
+        local_of = torch.full((N,), -1, dtype=torch.long, device=idx.device)
+        local_of[idx] = torch.arange(idx.shape[0], device=idx.device)
+        loc = local_of[self.item]
+        keep = loc >= 0
+        item = loc[keep]
+        cnt = self.cnt.index_select(0, idx)
+        ptr = torch.zeros(idx.shape[0] + 1, dtype=torch.long, device=idx.device)
+        ptr[1:] = torch.cumsum(cnt, 0)
+        return _Answers(item, self.worker[keep], self.label[keep], ptr, cnt)
 
 
 def _auto_batch(n: int, batch_size: int) -> int:
@@ -144,7 +174,7 @@ class _Ctx:
 
 # =============================================================== helpers on models
 @torch.no_grad()
-def _logits(model: torch.nn.Module, X: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+def _logits(model: torch.nn.Module, X: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     was = model.training
     model.eval()
     out = torch.cat([model(X[s:s + chunk]).float() for s in range(0, X.shape[0], chunk)]) if X.shape[0] else \

@@ -98,7 +98,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
             idx = perm[s:s + B]
             if idx.shape[0] < 2 and distill.startswith("mig") and not marg_all:
                 continue
-            xb, t = ctx.X[idx], targets[idx]
+            xb, t = ctx.X.index_select(0, idx), targets.index_select(0, idx)
             if beta is not None:   # mixup: inputs and targets mixed with a permutation of the batch
                 lm = float(beta.sample())
                 lm = max(lm, 1.0 - lm)

@@ -19,18 +19,33 @@ if TYPE_CHECKING:
 
 @torch.no_grad()
 def crowd_posterior(model: CrowdModel, X: torch.Tensor, ans: _Answers, items: torch.Tensor | None = None,
-                    target: str = "posterior", chunk: int = 65536, logits_out: list | None = None) -> torch.Tensor:
+                    target: str = "posterior", chunk: int = 8192, logits_out: list | None = None) -> torch.Tensor:
     """Teacher's true-label probabilities for ``items`` (default all): (n, K).
 
     ``"posterior"``: ``q_i ∝ p(x_i) prod_{(i, r, c)} P(c | y = j, r, x_i)`` in log space;
     ``"classifier"``: ``p(x_i)``.  ``logits_out``: a list that receives the classifier's logits (n, K)
     (the same forward pass, for accuracies without a second one).
+
+    All items of a model whose answer likelihood does not depend on the item (every one but CoNAL): each
+    item's answer term is the sum of its answers' rows of :meth:`~CrowdModel.log_lik_table`, one
+    ``embedding_bag`` per chunk (chunks of 8,192 items keep the forward pass's activations in cache).
     """
     was = model.training
     model.eval()
     n = X.shape[0] if items is None else items.shape[0]
     outs, lgs = [], []
-    for s in range(0, n, chunk):
+    table = model.log_lik_table() if items is None and target == "posterior" else None
+    if table is not None:
+        key = ans.key(model.n_classes)
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            logits = model(X[s:e]).float()
+            if logits_out is not None:
+                lgs.append(logits)
+            a0 = ans.ptr[s]
+            ll = F.embedding_bag(key[int(a0):int(ans.ptr[e])], table, ans.ptr[s:e] - a0, mode="sum")
+            outs.append(F.softmax(logits + ll, dim=1))
+    for s in range(0, n if table is None else 0, chunk):   # per answer: CoNAL, a subset of items, a huge table
         if items is None:   # a range of items: their answers are one slice of the item-sorted answers
             e = min(s + chunk, n)
             xb = X[s:e]
@@ -89,14 +104,22 @@ def effective_worker_matrices(model: CrowdModel, X: torch.Tensor, ans: _Answers,
 def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epochs: int, stage: str,
                       student_probs: torch.Tensor | None = None, lam: float = 0.0, label: str = "",
                       init_q: torch.Tensor | None = None, select: bool = True) -> CrowdModel:
-    """Train a crowd model on the answers of ``train_idx`` (masked crowd NLL; EM for AggNet).
+    """Train a crowd model on the answers of ``train_idx`` (ascending item indices; masked crowd NLL; EM for
+    AggNet).
 
     ``student_probs`` (N, K) and ``lam`` add ``lam * CE(p(x_i), s_i)`` (stage 2).
     ``init_q`` (N, K): AggNet's posteriors for the first epoch (default: its E-step).
+
+    The training items are gathered once (``X_tr``, their answers renumbered): mini-batches and the E-step
+    then index that view, the E-step runs by item ranges over it, and the posteriors are (len(train_idx), K).
     """
     cfg = ctx.cfg
     ctx.pick_threads()
-    B = ctx.batch_size(train_idx.shape[0])
+    n_tr = int(train_idx.shape[0])
+    full = n_tr == ctx.N          # every item, in order
+    B = ctx.batch_size(n_tr)
+    rows = (lambda t: t) if full else (lambda t: t.index_select(0, train_idx))
+    X_tr = rows(ctx.X)
     groups = [{"params": list(model.classifier.parameters()), "lr": cfg.lr}]
     tp = model.transition_parameters()
     if tp:
@@ -107,23 +130,23 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
     gold_m = None if ctx.gold is None else ctx.gold >= 0
     if gold_m is not None and not bool(gold_m.any()):
         gold_m = None
+    distil = None if student_probs is None or lam <= 0 else rows(student_probs)
     mix = None
-    if student_probs is not None and lam > 0:
+    if distil is not None:
         # stage 2: the E-step's prior mixes the classifier with the student's predictions
-        mix = (student_probs + 1e-6) ** min(lam, 1.0)
+        mix = (distil + 1e-6) ** min(lam, 1.0)
     if model.em:
-        t_ans = _answers_subset(ctx.ans, train_idx, ctx.N)
-        # the E-step needs the training items only (and every item when gold scores the classifier)
-        e_items = None if (train_idx.shape[0] == ctx.N or gold_m is not None) else train_idx
+        t_ans = ctx.ans if full else ctx.ans.subset(train_idx, ctx.N)
+        by_key = t_ans.by_key(model.n_workers, model.n_classes)
 
         def e_step():
-            """Posteriors (N, K; the rows of ``e_items``) and the train accuracy, from one forward pass."""
+            """Posteriors of the training items (n_tr, K) and the train accuracy, from one forward pass (every
+            item's when gold labels score the classifier)."""
             lg = [] if gold_m is not None else None
-            q = crowd_posterior(model, ctx.X, ctx.ans, items=e_items, target="posterior", logits_out=lg)
-            if e_items is not None:
-                q_full = torch.zeros(ctx.N, q.shape[1], device=q.device)
-                q_full[e_items] = q
-                q = q_full
+            if gold_m is not None and not full:
+                q = rows(crowd_posterior(model, ctx.X, ctx.ans, target="posterior", logits_out=lg))
+            else:
+                q = crowd_posterior(model, X_tr, t_ans, target="posterior", logits_out=lg)
             if mix is not None:
                 q = q * mix
                 q = q / q.sum(1, keepdim=True)
@@ -134,36 +157,37 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
         # E-step computed at the end of the epoch before (the same model), which also gives its train accuracy
         q_next = None
         if init_q is not None:
-            q_next = init_q
+            q_next = rows(init_q)
             if mix is not None:
                 q_next = q_next * mix
                 q_next = q_next / q_next.sum(1, keepdim=True)
     last = 0
+    positions = torch.arange(n_tr, device=ctx.dev)
     for ep in range(1, epochs + 1):
         model.train()
         if model.em:
             q = q_next if q_next is not None else e_step()[0]
-            model.m_step(q, t_ans.item, t_ans.worker, t_ans.label)
-        perm = ctx.perm(train_idx)
+            model.m_step(q, t_ans.item, t_ans.worker, t_ans.label, by_key=by_key)
+        perm = ctx.perm(positions)     # positions in the training view
         tot, nb = torch.zeros((), device=ctx.dev), 0
         for s in range(0, perm.shape[0], B):
             ctx.run.check()
             idx = perm[s:s + B]
-            xb = ctx.X[idx]
+            xb = X_tr.index_select(0, idx)
             with ctx.autocast():
                 logits = model(xb)
                 if model.em:
-                    loss = L.soft_cross_entropy(logits, q[idx])
+                    loss = L.soft_cross_entropy(logits, q.index_select(0, idx))
                 else:
-                    a_local, a_w, a_l = ctx.ans.of_items(idx)
+                    a_local, a_w, a_l = ctx.ans.of_items(idx if full else train_idx.index_select(0, idx))
                     loss = model.batch_loss(xb, logits, a_local, a_w, a_l, ctx.gen)
                     if loss is None:
                         probs = F.softmax(logits.float(), dim=1)
                         emb = model.item_embedding(xb) if model.needs_item_embedding else None
                         lp = model.answer_log_probs(probs, a_local, a_w, emb)
                         loss = L.crowd_nll(lp.float(), a_l) + model.penalty()
-                if student_probs is not None and lam > 0:
-                    loss = loss + lam * L.soft_cross_entropy(logits, student_probs[idx])
+                if distil is not None:
+                    loss = loss + lam * L.soft_cross_entropy(logits, distil.index_select(0, idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -187,7 +211,7 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
         sel.finish()
     if model.em:  # final E/M so that the matrices match the returned classifier
         q = e_step()[0] if (changed or q_next is None or last == 0) else q_next
-        model.m_step(q, t_ans.item, t_ans.worker, t_ans.label)
+        model.m_step(q, t_ans.item, t_ans.worker, t_ans.label, by_key=by_key)
     model.eval()
     return model
 

@@ -94,6 +94,8 @@ def _clean_matrices(T: np.ndarray | None, R: int, K: int, floor: float = 1e-3) -
 
 #: Largest (answers x K x K) block of per-answer matrices gathered at once; past it, answers go worker by worker.
 _GATHER_CELLS = 1 << 22
+#: Largest (R * K, K) log-likelihood table (:meth:`CrowdModel.log_lik_table`) the posterior builds.
+_TABLE_CELLS = 1 << 24
 
 
 def mix_through_matrices(p: torch.Tensor, worker: torch.Tensor, matrices) -> torch.Tensor:
@@ -171,6 +173,18 @@ class CrowdModel(nn.Module):
         """(Effective) worker matrices (R, K, K) ``[r, true j, answer c]``, rows sum to one."""
         raise NotImplementedError
 
+    def log_lik_table(self, max_cells: int = _TABLE_CELLS) -> torch.Tensor | None:
+        """``log P(answer = c | y = j, r)`` for every worker and answer: (R * K, K), row ``r * K + c``, or None
+        when the noise model depends on the item (CoNAL) or the table would exceed ``max_cells``.  The
+        posterior's answer term of an item is then the sum of its answers' rows (one ``embedding_bag``)."""
+        R, K = self.n_workers, self.n_classes
+        if self.needs_item_embedding or R * K * K > max_cells:
+            return None
+        dev = next(self.parameters()).device
+        w = torch.arange(R, device=dev).repeat_interleave(K)
+        c = torch.arange(K, device=dev).repeat(R)
+        return self.answer_log_lik(w, c).float().contiguous()
+
     def penalty(self) -> torch.Tensor:
         """Regulariser added to the loss (0 by default)."""
         return torch.zeros((), device=next(self.parameters()).device)
@@ -244,15 +258,28 @@ class AggNet(CrowdModel):
     def worker_matrices(self, gate=None):
         return self.T
 
-    @torch.no_grad()
-    def m_step(self, q: torch.Tensor, item: torch.Tensor, worker: torch.Tensor, label: torch.Tensor) -> None:
-        """``T_r[j, c] ∝ alpha + sum over answers (i, r, c) of q_i[j]`` (all answers, q (N, K))."""
+    def log_lik_table(self, max_cells: int = _TABLE_CELLS) -> torch.Tensor | None:
         R, K = self.n_workers, self.n_classes
-        counts = torch.zeros(R * K, K, dtype=torch.float32, device=q.device)
-        key = worker * K + label
-        step = max(1, _GATHER_CELLS // max(K, 1))    # q[item] is answers x K: a chunk of answers at a time
-        for s in range(0, key.numel(), step):
-            counts.index_add_(0, key[s:s + step], q[item[s:s + step]].float())
+        if R * K * K > max_cells:
+            return None
+        return torch.log(self.T.clamp_min(1e-12)).transpose(1, 2).reshape(R * K, K)
+
+    @torch.no_grad()
+    def m_step(self, q: torch.Tensor, item: torch.Tensor, worker: torch.Tensor, label: torch.Tensor,
+               by_key: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """``T_r[j, c] ∝ alpha + sum over answers (i, r, c) of q_i[j]`` (all answers, q (N, K)).
+
+        ``by_key``: the answers' items ordered by ``worker * K + label`` and where each of the ``R * K`` keys
+        starts (``_Answers.by_key``): the counts are then one ``embedding_bag`` over ``q``, no (answers, K) array."""
+        R, K = self.n_workers, self.n_classes
+        if by_key is not None:
+            counts = F.embedding_bag(by_key[0], q.float(), by_key[1], mode="sum")
+        else:
+            counts = torch.zeros(R * K, K, dtype=torch.float32, device=q.device)
+            key = worker * K + label
+            step = max(1, _GATHER_CELLS // max(K, 1))    # q[item] is answers x K: a chunk of answers at a time
+            for s in range(0, key.numel(), step):
+                counts.index_add_(0, key[s:s + step], q[item[s:s + step]].float())
         # in place: with many classes each R x K x K temporary is large (R=100, K=1000: 400 MB)
         T = counts.add_(self.alpha).view(R, K, K).transpose(1, 2)   # [r, j, c]
         self.T.copy_(T.div_(T.sum(dim=2, keepdim=True)))
