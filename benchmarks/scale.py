@@ -12,13 +12,16 @@ Sections (``--sections``, comma-separated; default all):
   --answers-per-item 3 5 --test 10000`` then default ``kdcrowd train`` in a fresh process: wall time, CPU time,
   the trainer's stage timings and test accuracies; ``--compare-ref GIT_REV`` also runs that revision's code
   (``git archive``) on the same files and prints the speed-up against it.
-- ``ds``: DawidSkene ``fit`` on 1M answers, 50 iterations, tolerance 0 (the speed benchmark's setting),
-  in a fresh process, idle and with two competing CPU-bound processes, next to Crowd-Kit's DawidSkene on
-  100k answers under the same two conditions (``--no-crowdkit`` skips it).
+- ``ds``: DawidSkene ``fit`` on 1M and 100k answers, 50 iterations, tolerance 0 (the speed benchmark's
+  setting), in a fresh process per run, idle and with ``--load-procs`` (2) competing CPU-bound processes,
+  ``--repeats`` (5) idle/loaded pairs back to back, next to Crowd-Kit's DawidSkene on ``--ck-sizes`` (100k)
+  answers under the same two conditions (``--no-crowdkit`` skips it): medians and the slow-downs.
+  Alone (``--sections ds``) it writes docs/benchmarks_scale_ds.md.
 
     python benchmarks/scale.py                                  # everything (the 100M run needs ~3 min)
     python benchmarks/scale.py --sections procs,ds --answers 10M  # a quick look
     python benchmarks/scale.py --device cuda                    # on a GPU (not measured here)
+    python benchmarks/scale.py --sections ds                    # DS idle vs loaded (~3 min)
     python benchmarks/scale.py --sections trainer --compare-ref ef2773f --out docs/benchmarks_scale_trainer.md
 
 Writes docs/benchmarks_scale.md (merged into docs/benchmarks.md by benchmarks/collect.py).
@@ -231,9 +234,9 @@ def section_trainer(tmp: Path, items: int = 100_000, ref: str | None = None, thr
 
 
 _DS_CHILD = """
-import sys, time, numpy as np, torch
+import json, sys, time
+import numpy as np
 sys.path.insert(0, {root!r})
-from kdcrowd_core.data import CrowdData
 n = {n}
 rng = np.random.default_rng(0)
 K, R, per = 10, 1000, 5
@@ -247,69 +250,124 @@ if {crowdkit}:
     import pandas as pd
     from crowdkit.aggregation import DawidSkene as CK
     df = pd.DataFrame({{"task": item, "worker": worker, "label": label}})
-    t = time.perf_counter(); CK(n_iter=50, tol=0.0).fit(df); print("TIME", time.perf_counter() - t)
+    fit, threads = CK(n_iter=50, tol=0.0).fit, 1
+    arg = df
 else:
+    from kdcrowd_core.data import CrowdData
     from kdcrowd_core.inference import DawidSkene
-    d = CrowdData.from_arrays(item, worker, label, n_classes=K)
+    arg = CrowdData.from_arrays(item, worker, label, n_classes=K)
     kw = {{"num_threads": {threads}}} if {threads} else {{}}
     ds = DawidSkene(n_iter=50, tol=0.0, device={device!r}, **kw)
-    t = time.perf_counter(); ds.fit(d); print("TIME", time.perf_counter() - t)
+    fit = ds.fit
+c = time.process_time(); t = time.perf_counter()
+fit(arg)
+wall, cpu = time.perf_counter() - t, time.process_time() - c
+if not {crowdkit}:
+    threads = getattr(ds, "num_threads_", None)
+print("RESULT", json.dumps({{"wall": wall, "cpu": cpu, "threads": threads}}))
 """
 
 
-def _time_child(n: int, *, crowdkit: bool, device: str, threads: int | None = None) -> float:
+def _time_child(n: int, *, crowdkit: bool, device: str, threads: int | None = None) -> dict:
+    """One fit in a fresh process: wall and CPU seconds of ``fit`` (the first call, as a CLI run pays it)."""
+    import json
     code = _DS_CHILD.format(root=str(ROOT), n=n, crowdkit=crowdkit, device=device, threads=threads)
     r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
-    return float(r.stdout.split("TIME")[-1])
+    return json.loads(r.stdout.split("RESULT", 1)[1])
 
 
 class _Load:
-    """Two CPU-bound competing processes (what two other users' jobs look like to the scheduler)."""
+    """``n`` CPU-bound competing processes (pure-Python busy loops: what other users' single-threaded jobs look
+    like to the scheduler), started once and paused (SIGSTOP) while the idle cells run, so that idle and loaded
+    runs alternate back to back.  They are children of the benchmark: same session and niceness as the timed
+    process, so ``nice`` on the whole command does not change their share against it."""
 
-    def __enter__(self):
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-        time.sleep(1.0)
-        return self
+    def __init__(self, n: int):
+        import signal
+        self._stop, self._cont = signal.SIGSTOP, signal.SIGCONT
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+        self.off()
 
-    def __exit__(self, *exc):
+    def on(self) -> None:
+        for p in self.procs:
+            p.send_signal(self._cont)
+        time.sleep(0.3)  # let the scheduler spread them over the cores
+
+    def off(self) -> None:
+        for p in self.procs:
+            p.send_signal(self._stop)
+
+    def close(self) -> None:
         for p in self.procs:
             p.kill()
             p.wait()
 
 
-def section_ds(device: str, crowdkit: bool) -> list[str]:
-    rows = []
-    res = {}
-    for loaded in (False, True):
-        ctx = _Load() if loaded else _NoLoad()
-        with ctx:
-            res[loaded] = {
-                "ds_1m": _time_child(1_000_000, crowdkit=False, device=device),
-                "ds_100k": _time_child(100_000, crowdkit=False, device=device),
-                "ck_100k": _time_child(100_000, crowdkit=True, device=device) if crowdkit else float("nan"),
-            }
-    for loaded in (False, True):
-        r = res[loaded]
-        rows.append(f"| {'2 competing CPU-bound processes' if loaded else 'idle (as idle as the shared machine was)'} "
-                    f"| {r['ds_1m']:.2f} | {r['ds_100k']:.3f} | {r['ck_100k']:.2f} | {r['ck_100k'] / r['ds_100k']:.0f}x |")
-    slow_ds = res[True]["ds_100k"] / res[False]["ds_100k"]
-    slow_ck = res[True]["ck_100k"] / res[False]["ck_100k"] if crowdkit else float("nan")
-    return ["### DS speed, idle and under competing load", "",
-            "DawidSkene `fit` (default settings, 50 iterations, tolerance 0) in a fresh process per cell; "
-            "Crowd-Kit 1.4.2 DawidSkene(n_iter=50, tol=0) on the same 100k crowd.", "",
-            "| machine | kdcrowd 1M s | kdcrowd 100k s | Crowd-Kit 100k s | speed-up at 100k |",
-            "|---|---|---|---|---|", *rows, "",
-            f"Slow-down under load at 100k: kdcrowd {slow_ds:.1f}x, Crowd-Kit {slow_ck:.1f}x.", ""]
+def _median(xs: list[float]) -> float:
+    return float(np.median(xs)) if xs else float("nan")
 
 
-class _NoLoad:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
+def section_ds(device: str, crowdkit: bool, repeats: int = 5, load_procs: int = 2, ck_sizes: tuple = (100_000,),
+               ds_threads: int | None = None) -> list[str]:
+    """Idle and loaded fits alternating back to back (ABBA order over the repeats), medians and paired slow-downs."""
+    cells = [("kdcrowd", 1_000_000, None), ("kdcrowd", 100_000, None)]
+    if ds_threads:
+        cells += [(f"kdcrowd, {ds_threads} thread{'s' if ds_threads > 1 else ''}", n, ds_threads)
+                  for n in (1_000_000, 100_000)]
+    if crowdkit:
+        cells += [("Crowd-Kit", n, None) for n in ck_sizes]
+    runs = {c: {"idle": [], "loaded": []} for c in cells}
+    load = _Load(load_procs)
+    try:
+        for rep in range(repeats):
+            for cell in cells:
+                name, n, th = cell
+                for cond in (("idle", "loaded") if rep % 2 == 0 else ("loaded", "idle")):
+                    if cond == "loaded":
+                        load.on()
+                    try:
+                        r = _time_child(n, crowdkit=name == "Crowd-Kit", device=device, threads=th)
+                    finally:
+                        load.off()
+                    runs[cell][cond].append(r)
+                    print(f"[ds] rep {rep} {name} {fmt_size(n)} {cond}: {r['wall']:.3f} s (CPU {r['cpu']:.3f} s, "
+                          f"threads {r['threads']})", file=sys.stderr, flush=True)
+    finally:
+        load.close()
+    rows, slow = [], {}
+    for cell in cells:
+        name, n, _ = cell
+        idle, loaded = runs[cell]["idle"], runs[cell]["loaded"]
+        ratios = [b["wall"] / a["wall"] for a, b in zip(idle, loaded)]
+        slow[cell] = _median(ratios)
+        thr = lambda rs: "/".join(sorted({str(r["threads"]) for r in rs}))  # noqa: E731
+        rows.append(f"| {name} | {fmt_size(n)} | {_median([r['wall'] for r in idle]):.3f} | "
+                    f"{_median([r['wall'] for r in loaded]):.3f} | {slow[cell]:.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                    f"{_median([r['cpu'] for r in idle]):.3f} / {_median([r['cpu'] for r in loaded]):.3f} | "
+                    f"{thr(idle)} / {thr(loaded)} |")
+    lines = ["### DS speed, idle and under competing load", "",
+             f"DawidSkene `fit` (default settings, 50 iterations, tolerance 0) in a fresh process per run (the first "
+             f"call, as a command-line run pays it), next to Crowd-Kit 1.4.2 DawidSkene(n_iter=50, tol=0) on the same "
+             f"simulated crowds (K = 10, 1,000 workers, 5 answers per item). Competing load: {load_procs} CPU-bound "
+             f"processes (pure-Python busy loops) started by the benchmark, running during the loaded runs and "
+             f"paused (SIGSTOP) during the idle ones; idle and loaded runs of a cell alternate back to back, "
+             f"{repeats} pairs per cell (order idle-loaded, then loaded-idle, ...). Times are medians; the slow-down is "
+             f"the median of the {repeats} paired ratios loaded / idle (range in brackets). CPU = the fitting "
+             "process's CPU seconds (all threads) during `fit`; threads = the thread count DS chose (idle / loaded).",
+             "", "| method | answers | idle s | loaded s | slow-down | CPU s idle / loaded | threads idle / loaded |",
+             "|---|---|---|---|---|---|---|", *rows, ""]
+    ck = {n: v for (name, n, _), v in slow.items() if name == "Crowd-Kit"}
+    if ck:
+        ref_n = min(ck)
+        for n in (1_000_000, 100_000):
+            ds = slow.get(("kdcrowd", n, None))
+            ref = ck.get(n, ck[ref_n])
+            lines.append(f"- {fmt_size(n)} answers: kdcrowd slowed {ds:.2f}x, Crowd-Kit ({fmt_size(n if n in ck else ref_n)}) "
+                         f"{ref:.2f}x; ratio {ds / ref:.2f} (target <= 1: {'met' if ds <= ref else 'NOT met'}).")
+        lines.append("")
+    return lines
 
 
 def main() -> None:
@@ -319,8 +377,15 @@ def main() -> None:
     ap.add_argument("--procs-answers", default="10M")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-crowdkit", action="store_true")
+    ap.add_argument("--repeats", type=int, default=5, help="ds section: idle/loaded pairs per cell (default 5)")
+    ap.add_argument("--load-procs", type=int, default=2, help="ds section: competing CPU-bound processes (default 2)")
+    ap.add_argument("--ck-sizes", default="100k", help="ds section: Crowd-Kit answer counts, e.g. 100k,1M (1M: ~30 s "
+                    "per run)")
+    ap.add_argument("--ds-threads", type=int, default=None,
+                    help="ds section: also time kdcrowd with this fixed num_threads (diagnosis)")
     ap.add_argument("--tmp", default=None, help="folder for the generated files (default: a temporary folder)")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks_scale.md"))
+    ap.add_argument("--out", default=None, help="default docs/benchmarks_scale.md; docs/benchmarks_scale_ds.md when "
+                    "the only section is ds")
     ap.add_argument("--trainer-items", type=int, default=100_000, help="items of the trainer section's crowd")
     ap.add_argument("--compare-ref", default=None, metavar="GIT_REV",
                     help="trainer section: also run the code of this git revision (e.g. the commit before the "
@@ -348,13 +413,15 @@ def main() -> None:
             elif s == "trainer":
                 lines += section_trainer(tmp, a.trainer_items, a.compare_ref, a.trainer_threads)
             elif s == "ds":
-                lines += section_ds(a.device, not a.no_crowdkit)
+                lines += section_ds(a.device, not a.no_crowdkit, a.repeats, a.load_procs,
+                                    tuple(parse_size(x) for x in a.ck_sizes.split(",")), a.ds_threads)
             else:
                 raise SystemExit(f"unknown section {s!r}")
             print(f"[{s}] {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             print("\n".join(lines), flush=True)
-    Path(a.out).write_text("\n".join(lines).rstrip() + "\n")
-    print(f"-> {a.out}")
+    out = a.out or str(ROOT / "docs" / ("benchmarks_scale_ds.md" if secs == ["ds"] else "benchmarks_scale.md"))
+    Path(out).write_text("\n".join(lines).rstrip() + "\n")
+    print(f"-> {out}")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ SMALL_FIT_ANSWERS = 100_000
 
 @contextlib.contextmanager
 def cpu_threads(n_answers: int, num_threads: int | None = None):
-    """Run a fit with ``num_threads`` CPU threads.
+    """Run a fit with ``num_threads`` CPU threads; yields the thread count used.
 
     None: one thread for small fits, else torch's setting capped at the cores idle now
     (:func:`~kdcrowd_core.inference.threads.steady_threads`).
@@ -107,11 +107,11 @@ def cpu_threads(n_answers: int, num_threads: int | None = None):
         want = int(num_threads)
     before = torch.get_num_threads()
     if want == before:
-        yield
+        yield want
         return
     torch.set_num_threads(want)
     try:
-        yield
+        yield want
     finally:
         torch.set_num_threads(before)
 

@@ -1,6 +1,7 @@
 """Truth inference: majority vote, Dawid-Skene, one-coin DS, GLAD."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -293,3 +294,46 @@ def test_ds_num_threads_same_result_and_restored(sim):
     np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(CrowdDataError, match="num_threads"):
         DawidSkene(num_threads=0).fit(sim.data)
+
+
+def _random_crowd(n_items: int, n_classes: int, n_workers: int, per_item: int = 4, seed: int = 0) -> CrowdData:
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, n_classes, n_items)
+    acc = rng.uniform(0.5, 0.95, n_workers)
+    item = np.repeat(np.arange(n_items), per_item)
+    worker = rng.integers(0, n_workers, item.size)
+    right = rng.random(item.size) < acc[worker]
+    label = np.where(right, truth[item], (truth[item] + rng.integers(1, n_classes, item.size)) % n_classes)
+    return CrowdData.from_arrays(item, worker, label, n_classes=n_classes)
+
+
+def test_ds_thread_count_does_not_change_results():
+    """Large enough for torch to split the products and element-wise steps over threads: 1 and 2 threads give
+    the same posteriors and worker matrices, bit for bit, and the fit reports the threads it used."""
+    data = _random_crowd(12_000, 5, 40)
+    one = DawidSkene(num_threads=1, tol=0, n_iter=15).fit(data)
+    two = DawidSkene(num_threads=2, tol=0, n_iter=15).fit(data)
+    assert (one.num_threads_, two.num_threads_) == (1, 2)
+    np.testing.assert_array_equal(one.proba_array_, two.proba_array_)
+    np.testing.assert_array_equal(one.worker_matrices_, two.worker_matrices_)
+    np.testing.assert_allclose(one.loss_history_, two.loss_history_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_posteriors_floor_keeps_softmax_without_subnormals(dtype):
+    """Centred logits far below the others (a confident item) would make exp() return subnormal numbers,
+    which CPUs compute many times slower: posteriors raises them to exp_floor, a change below 1e-36."""
+    from kdcrowd_core.inference.dawid_skene import exp_floor, posteriors
+    rng = np.random.default_rng(1)
+    g = torch.from_numpy(rng.uniform(-900, 0, (2000, 10))).to(dtype)
+    g[:, 0] = 0.0
+    q, lse = posteriors(g, with_lse=True)
+    ref = torch.softmax(g, dim=1)
+    tiny, low = torch.finfo(dtype).tiny, 10 * math.exp(exp_floor(dtype, 10))
+    assert bool(((ref > 0) & (ref < tiny)).any())                  # without the floor: subnormal numbers
+    assert bool((q >= tiny).all())                                 # with it: none, and no zero
+    kept = ref > low
+    torch.testing.assert_close(q[kept], ref[kept], rtol=1e-6, atol=0)
+    assert bool((q[~kept] <= low).all())
+    torch.testing.assert_close(q.sum(1), torch.ones(len(q), dtype=dtype))
+    torch.testing.assert_close(lse, torch.logsumexp(g, 1))
