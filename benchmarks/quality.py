@@ -4,9 +4,11 @@
    telling wrong labels from right ones (1 = perfect, 0.5 = chance): kdcrowd's quality score, vote
    agreement, Dawid-Skene's probability of the consensus label, and the default method's confidence
    (gold labels never enter inference); simulated crowds
-   at ``--sim-seeds`` seeds.  Also the calibration of the quality score (expected calibration error over
-   10 bins, and mean quality vs. accuracy): label-free (with the fitted over-dispersion ``rho``, and with
-   independent answers, ``rho = 0``), and calibrated on half of the gold items then scored on the other half.
+   at ``--sim-seeds`` seeds (two harder settings, sims D and E, only here).  Also the calibration of the quality
+   score (expected calibration error over 10 bins, and mean quality vs. accuracy): label-free (with the fitted
+   over-dispersion ``rho`` and the tempering ``tau`` chosen on refits without held-out answers; with
+   independent answers, ``rho = 0``; and "before": ``rho`` read off the soft labels and ``tau`` chosen
+   in-sample, as until issue #9 item 2), and calibrated on half of the gold items then scored on the other half.
 2. **Relabel next.**  A budget of B items (10 % of the eligible ones) each get ONE more answer; the
    consensus is re-inferred and the accuracy gained per extra answer compared across the item
    choices: relabel-next, lowest quality, random, lowest agreement (ties at random).  Every policy reveals
@@ -44,6 +46,15 @@ from kdcrowd_core.metrics import vote_counts  # noqa: E402
 from kdcrowd_core.simulate import simulate_crowd  # noqa: E402
 
 OUT = ROOT / "docs" / "benchmarks_quality.md"
+
+#: Harder simulated crowds for the calibration columns only (workers perceive an item's distractor class
+#: with probability ``instance_noise * difficulty``: they err together on hard items).
+CALIB_SIMS = {
+    "sim D (4 classes, 3-7 answers, instance noise 1.0)": dict(n_items=2000, n_classes=4, n_workers=40,
+                                                               answers_per_item=(3, 7), instance_noise=1.0),
+    "sim E (8 classes, 2-3 answers, instance noise 0.8)": dict(n_items=2000, n_classes=8, n_workers=60,
+                                                               answers_per_item=(2, 3), instance_noise=0.8),
+}
 
 
 def datasets_dir() -> Path:
@@ -123,6 +134,9 @@ def finding_wrong(name: str, data: CrowdData, truth: np.ndarray, seed: int = 0) 
                                  worker_ids=data.worker_ids, classes=data.classes, validate=False)
     sc = quality.quality_scores(bare, q0)                    # no gold: label-free calibration
     sc_ind = quality.quality_scores(bare, q0, overdispersion=0.0)
+    # the label-free calibration before issue #9 item 2: rho read off the soft labels, tau chosen in-sample
+    sc_before = quality.quality_scores(bare, q0, heldout_refit=False,
+                                       overdispersion=quality.answer_overdispersion(bare, q0, refit=False)[0])
     C = vote_counts(data)
     n = C.sum(1)
     agree = C[np.arange(len(C)), cons] / np.maximum(n, 1)
@@ -141,8 +155,9 @@ def finding_wrong(name: str, data: CrowdData, truth: np.ndarray, seed: int = 0) 
             "AUROC DS confidence": auroc(-ds.max(1)[m], wrong),
             "AUROC method confidence": auroc(-q0.max(1)[m], wrong),
             "mean quality (label-free)": float(sc.quality[m].mean()),
-            "rho": sc.posterior.overdispersion,
+            "rho": sc.posterior.overdispersion, "tau": sc.posterior.tau,
             "ECE label-free": ece(sc.quality[m], (~wrong).astype(float)),
+            "ECE label-free before": ece(sc_before.quality[m], (~wrong).astype(float)),
             "ECE label-free, rho = 0": ece(sc_ind.quality[m], (~wrong).astype(float)),
             "ECE gold-calibrated (held-out half)": ece(sc_g.quality[other], right_other)}
 
@@ -190,7 +205,7 @@ def choose(strategy: str, data: CrowdData, q0: np.ndarray, budget: int, eligible
         order = np.lexsort((rng.random(el.size), agree[el]))
         return el[order[:budget]]
     if strategy == "lowest quality":
-        sc = quality.quality_scores(data, q0)
+        sc = quality.quality_scores(data, q0, heldout_refit=False)     # the ranking only (the same either way)
         order = np.lexsort((rng.random(el.size), sc.rank_score[el]))
         return el[order[:budget]]
     t = quality.relabel_next(data, q0, budget, candidates=eligible, exclude_gold=False)
@@ -310,7 +325,7 @@ def main(argv=None) -> int:
     real = real_crowds()
 
     find = []
-    for name, kw in sims.items():
+    for name, kw in {**sims, **({} if args.quick else CALIB_SIMS)}.items():
         for seed in range(7, 7 + seeds):
             s = simulate_crowd(n_features=4, gold_fraction=0.0, seed=seed, **kw)
             find.append(finding_wrong(f"{name}, seed {seed}", s.data, s.truth))
@@ -339,7 +354,10 @@ def main(argv=None) -> int:
              f"`{DEFAULT_METHOD}`, gold never used in inference). Protocol in the script's docstring.", "",
              "## Finding wrong consensus labels", "",
              "AUROC of each score for wrong vs right consensus labels (higher is better); calibration of the "
-             "quality score (ECE: expected calibration error over 10 bins, lower is better).", "",
+             "quality score (ECE: expected calibration error over 10 bins, lower is better). `rho`, `tau`: the "
+             "label-free over-dispersion and tempering chosen; `ECE label-free before`: the label-free calibration "
+             "before issue #9 item 2 (`rho` read off the soft labels, `tau` chosen in-sample), same crowds. Sims D "
+             "and E (harder: workers err together on hard items) are in this table only.", "",
              to_markdown(find, 3), "",
              "## With item features: an out-of-fold classifier as second opinion (CROWDLAB)", "",
              "`kdcrowd items --features F`: a softmax regression trained on the other folds' items predicts each "

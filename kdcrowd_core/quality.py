@@ -830,12 +830,11 @@ def _rank_score(posteriors: list[np.ndarray], cons: np.ndarray, agree: np.ndarra
 
 #: Temperings of the answers tried by :func:`heldout_refit_tau`.
 REFIT_TAUS = tuple(round(0.15 + 0.05 * k, 2) for k in range(18))          # 0.15, 0.20, ..., 1.00
-#: Folds and repeats of :func:`heldout_refit_tau` (4 x 3 = 12 Dawid-Skene fits; 3 repeats instead of 1 moved face
-#: 0.073 -> 0.049 and Music 0.088 -> 0.071 in ECE, docs/quality.md).
+#: Folds and repeats of :func:`heldout_refit_tau` (4 x 3 = 12 refits of the default method).
 REFIT_FOLDS = 4
 REFIT_REPEATS = 3
 #: At most this many items (a seeded sample, with all their answers) enter the refits.
-REFIT_MAX_ITEMS = 20_000
+REFIT_MAX_ITEMS = 10_000
 
 
 def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: int = REFIT_FOLDS,
@@ -844,8 +843,8 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
     """The tempering ``tau`` of the answers' log-likelihood that best predicts answers the model never saw.
 
     Label-free.  One answer of every item with two or more answers is held out, the items split in
-    ``folds``; for each fold its items' held-out answers are removed, plain Dawid-Skene is refitted on the
-    rest, the shrunk worker matrices (``strength`` pseudo-answers per row, default ``K``) are re-estimated
+    ``folds``; for each fold its items' held-out answers are removed, the default truth-inference method
+    (``DEFAULT_METHOD``, gold not used) is refitted on the rest, the shrunk worker matrices (``strength`` pseudo-answers per row, default ``K``) are re-estimated
     from its soft labels, and each held-out answer ``c`` of worker ``r`` on item ``i`` is scored
     ``log sum_j q_ij(tau) T[r, j, c]``, ``q_i(tau) ∝ pi * exp(tau * sum_a log T[r_a, :, c_a])`` over the
     item's remaining answers; ``repeats`` draws of the held-out answers.  Returns the best ``tau`` and the
@@ -858,7 +857,7 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
     on the real crowds (docs/quality.md, "Label-free calibration").  Returns ``(nan, empty)`` (no choice) when
     fewer than 10 items have two answers or above ``RELABEL_POOL_MAX_CLASSES`` classes.
     """
-    from .inference import get_method
+    from .inference import DEFAULT_METHOD, get_method
     data = as_crowd_data(data)
     N, K = data.n_items, data.n_classes
     n_per = data.answers_per_item()
@@ -890,7 +889,7 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
             keep[out] = False
             rest = CrowdData.from_arrays(item[keep], worker[keep], label[keep], n_items=N, n_workers=data.n_workers,
                                          n_classes=K, validate=False)
-            q = get_method("dawid_skene", use_gold=False).fit(rest).proba_array_
+            q = get_method(DEFAULT_METHOD, use_gold=False).fit(rest).proba_array_
             T = _shrunk_matrices(rest, q, s)
             _, L = _answer_loglik(rest, np.log(np.clip(T, _EPS, None)))
             prior = q.mean(axis=0) + 1e-6

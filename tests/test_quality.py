@@ -256,3 +256,23 @@ def test_overdispersion_refit_sees_the_correlation_the_consensus_hides():
         gap_plain = abs(quality.crowd_posterior(data, q, overdispersion=plain).proba[rows, cons].mean() - accuracy)
         assert gap_refit <= gap_plain + 1e-9
     assert higher >= 3
+
+
+def test_label_free_calibration_tempers_on_answers_the_model_never_saw():
+    """Sparse answers (2-3 per item, 8 classes) and workers erring together: the in-sample choice of the tempering
+    keeps the posteriors over-confident; the refits on held-out answers bring the mean quality closer to the
+    consensus accuracy, without changing the order of the items."""
+    for seed in (1, 2):
+        s = simulate_crowd(n_items=1500, n_classes=8, n_workers=60, answers_per_item=(2, 3), instance_noise=0.8,
+                           n_features=0, seed=seed)
+        q = get_method("hierarchical_dawid_skene", use_gold=False).fit(s.data).proba_array_
+        new = quality.quality_scores(s.data, q)
+        old = quality.quality_scores(s.data, q, heldout_refit=False)
+        accuracy = (q.argmax(1) == s.truth).mean()
+        assert new.posterior.tau < old.posterior.tau
+        assert abs(new.quality.mean() - accuracy) < abs(old.quality.mean() - accuracy) - 0.03
+        np.testing.assert_array_equal(new.rank_score, old.rank_score)       # the same ranking (same AUROC)
+    tiny = CrowdData.from_arrays(np.arange(6), np.zeros(6, dtype=int), np.arange(6) % 2, n_items=6,
+                                 n_workers=1, n_classes=2)
+    tau, curve = quality.heldout_refit_tau(tiny)                            # no item with two answers: no choice
+    assert np.isnan(tau) and curve.size == 0
