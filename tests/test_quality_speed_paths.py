@@ -61,7 +61,7 @@ def test_quality_scores_share_one_likelihood_and_give_the_same_posteriors():
         data, q = _crowd(300, K, 12, seed=K)
         model = np.random.default_rng(3).dirichlet(np.ones(K), 300)
         for mp in (None, model):
-            sc = quality.quality_scores(data, q, mp)
+            sc = quality.quality_scores(data, q, mp, heldout_refit=False)     # the in-sample tempering, as alone
             alone = quality.crowd_posterior(data, q, mp)      # its own likelihood
             np.testing.assert_array_equal(sc.posterior.proba, alone.proba)
             assert (sc.posterior.tau, sc.posterior.weight) == (alone.tau, alone.weight)
