@@ -91,3 +91,31 @@ def test_rank_score_by_blocks_of_rows_is_the_same_and_small():
         quality._RANK_BLOCK = whole_block
     np.testing.assert_array_equal(blocks, whole)
     assert peak < 0.5 * q.nbytes, peak / q.nbytes           # the old score copied q and sharp whole
+
+
+def test_quality_scores_many_classes_without_model_read_the_tie_break_by_blocks():
+    """Many classes, no model: the tie-break's posterior is read a block of rows at a time before the
+    calibrated posterior takes the likelihood's memory (the same numbers as reading its whole ``proba``)."""
+    data, q = _crowd(1500, 300, 20)
+    sc = quality.quality_scores(data, q)
+    sharp = quality.crowd_posterior(data, q, tau=1.0, overdispersion=0.0).proba
+    agree = np.nan_to_num(sc.agreement, nan=0.0)
+    whole = quality._rank_score([q, q], sc.consensus, agree, None, sc.posterior, sharp)
+    np.testing.assert_array_equal(sc.rank_score, quality._sigmoid(whole))
+
+
+def test_expected_gain_a_few_items_at_a_time_is_the_same():
+    data, q = _crowd(400, 250, 15)
+    sc = quality.quality_scores(data, q)
+    post = sc.posterior
+    act = data.answers_per_worker().astype(float)
+    P = np.clip(post.activity_pool / act.sum(), 1e-12, None)
+    cache_block = quality._GAIN_CACHE_BLOCK
+    for tau in (1.0, 0.5):
+        try:
+            quality._GAIN_CACHE_BLOCK = 10**9                # whole blocks of max_block numbers (the old way)
+            whole = quality._expected_gain_top(post.proba, sc.consensus, P, tau, 32, 4_000_000)
+        finally:
+            quality._GAIN_CACHE_BLOCK = cache_block
+        few = quality._expected_gain_top(post.proba, sc.consensus, P, tau, 32, 4_000_000)
+        np.testing.assert_array_equal(few, whole)

@@ -82,15 +82,24 @@ st.caption("The items where one more answer is expected to help most (ActiveLab'
 n_free = int((~c.gold_mask).sum()) if c.has_gold else c.n_items
 budget = st.number_input("How many items to relabel", min_value=1, max_value=max(1, n_free),
                          value=min(50, max(1, n_free)), step=10, key="relabel_budget")
-try:
-    nxt = qv.relabel_table(ds.key, c, method, bool(clamp), int(budget), view_key, run_view)
-except Exception as exc:  # noqa: BLE001
-    st.error(text.md(exc))
-    st.stop()
-st.dataframe(nxt, height=280, key="relabel_table", column_config={
-    "priority": st.column_config.NumberColumn("priority", format="%.3f"),
-    "expected_gain": st.column_config.NumberColumn("expected gain", format="%.3f"),
-    "quality": st.column_config.NumberColumn("quality", format="%.2f")})
-st.download_button(f"Download the relabel task list ({len(nxt)} items, CSV)",
-                   qv.csv_bytes(quality.relabel_task_list(nxt, content)), file_name="relabel_next.csv",
-                   mime="text/csv", icon=":material/download:", on_click="ignore", key="relabel_download")
+#: the datasets whose (large) relabel ranking the user asked for in this session
+asked = st.session_state.setdefault("relabel_asked", set())
+if qv.relabel_on_request(c) and ds.key not in asked:
+    st.caption(f"With {c.n_items:,} items and {c.n_classes:,} classes the ranking takes a few seconds: it is "
+               "computed when asked (then kept for this dataset).")
+    if st.button("Rank the items to relabel", key="relabel_rank", icon=":material/sort:"):
+        asked.add(ds.key)
+        st.rerun()
+else:
+    try:
+        nxt = qv.relabel_table(ds.key, c, method, bool(clamp), int(budget), view_key, run_view)
+    except Exception as exc:  # noqa: BLE001
+        st.error(text.md(exc))
+        st.stop()
+    st.dataframe(nxt, height=280, key="relabel_table", column_config={
+        "priority": st.column_config.NumberColumn("priority", format="%.3f"),
+        "expected_gain": st.column_config.NumberColumn("expected gain", format="%.3f"),
+        "quality": st.column_config.NumberColumn("quality", format="%.2f")})
+    st.download_button(f"Download the relabel task list ({len(nxt)} items, CSV)",
+                       qv.csv_bytes(quality.relabel_task_list(nxt, content)), file_name="relabel_next.csv",
+                       mime="text/csv", icon=":material/download:", on_click="ignore", key="relabel_download")

@@ -125,3 +125,45 @@ def test_workers_and_labels_pages_with_300_classes():
     # 300 classes: no per-class probability columns on screen (the download has them)
     assert list(table.columns[:3]) == ["item", "label", "confidence"]
     assert not any(str(c).startswith("prob_") for c in table.columns)
+
+
+def test_items_page_with_many_classes_ranks_the_relabel_list_when_asked(monkeypatch):
+    """Issue 10: at 1,000 classes the relabel ranking's expected gain took ~3 s of the Items page's 9 s; above
+    ``RELABEL_EAGER_MAX_WORK`` it now waits for a click; the scores shown are the library's."""
+    from dashboard import quality_view as qv
+    from kdcrowd_core import quality
+    big = CrowdData.from_arrays(np.repeat(np.arange(10_000), 4), np.tile(np.arange(4), 10_000),
+                                np.arange(40_000) % 1000, n_classes=1000)
+    assert qv.relabel_on_request(big)                                  # the benchmark's crowd: on request
+    assert not qv.relabel_on_request(_crowd(2000, 8, 20))              # a usual crowd: ranked on every visit
+    calls = []
+    real_gain = quality.expected_gain
+
+    def counted_gain(*args, **kwargs):
+        calls.append(1)
+        return real_gain(*args, **kwargs)
+
+    monkeypatch.setattr(quality, "expected_gain", counted_gain)
+    monkeypatch.setattr(qv, "RELABEL_EAGER_MAX_WORK", 1_000)          # this small crowd counts as a large one
+    data = _crowd(300, 250, 12)
+    at = _app_with_answers(data, "items_many_classes.csv")
+    at.switch_page("app_pages/items.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.dataframe) == 1 and not calls                        # the item table, no ranking yet
+    shown = at.dataframe[0].value
+    assert not any(str(col).startswith("prob_") for col in shown.columns)
+    ds = at.session_state[state.DATASET]
+    lab = qv.labels_cached(ds.key, ds.crowd, "default", False)
+    lib = quality.item_quality(ds.crowd, lab.proba, class_probas=False)
+    np.testing.assert_allclose(shown["quality"].to_numpy(dtype=float),
+                               lib.loc[shown.index, "quality"].to_numpy(dtype=float), atol=1e-12)
+    at.button(key="relabel_rank").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(calls) == 1 and len(at.dataframe) == 2
+    nxt = at.dataframe[-1].value
+    expected = quality.relabel_next(ds.crowd, lab.proba, 50)
+    assert list(nxt.index) == list(expected.index)
+    np.testing.assert_allclose(nxt["expected_gain"].to_numpy(dtype=float), expected["expected_gain"], atol=1e-12)
+    at.number_input(key="relabel_budget").set_value(20).run()          # asked once: kept for this dataset
+    assert len(at.dataframe[-1].value) == 20
