@@ -21,7 +21,7 @@
    relabel-next with a 95 % interval (mean ± 1.96 standard errors over the repeats).  The real crowds'
    repeats use seeds 100, 101, ...: seeds 0-19 were used to choose the policy's settings.
 
-    python benchmarks/quality.py [--repeats 5] [--real-repeats 30] [--sim-seeds 3] [--quick]
+    python benchmarks/quality.py [--repeats 5] [--real-repeats 100] [--sim-seeds 3] [--quick]
 
 Writes docs/benchmarks_quality.md.
 """
@@ -194,7 +194,9 @@ def feature_crowds(real: dict) -> dict[str, tuple[CrowdData, np.ndarray, np.ndar
 
 # ------------------------------------------------------------------ relabel
 def choose(strategy: str, data: CrowdData, q0: np.ndarray, budget: int, eligible: np.ndarray,
-           rng: np.random.Generator) -> np.ndarray:
+           rng: np.random.Generator, scores: quality.QualityScores | None = None) -> np.ndarray:
+    """The ``budget`` items a policy picks among the ``eligible`` ones (``scores``: the start's quality scores,
+    computed once per repeat for the two policies that read them)."""
     el = np.flatnonzero(eligible)
     if strategy == "random":
         return rng.choice(el, size=budget, replace=False)
@@ -205,10 +207,10 @@ def choose(strategy: str, data: CrowdData, q0: np.ndarray, budget: int, eligible
         order = np.lexsort((rng.random(el.size), agree[el]))
         return el[order[:budget]]
     if strategy == "lowest quality":
-        sc = quality.quality_scores(data, q0, heldout_refit=False)     # the ranking only (the same either way)
+        sc = scores or quality.quality_scores(data, q0, heldout_refit=False)   # the ranking only (the same either way)
         order = np.lexsort((rng.random(el.size), sc.rank_score[el]))
         return el[order[:budget]]
-    t = quality.relabel_next(data, q0, budget, candidates=eligible, exclude_gold=False)
+    t = quality.relabel_next(data, q0, budget, candidates=eligible, exclude_gold=False, scores=scores)
     return data.item_ids.get_indexer(t.index)
 
 
@@ -231,8 +233,9 @@ def sim_relabel(name: str, kw: dict, repeats: int, strategies: list[str]) -> lis
             p[list(seen.get(i, set()))] = 0
             next_worker[i] = rng.choice(d.n_workers, p=p / p.sum())
             next_label[i] = rng.choice(d.n_classes, p=s.true_matrices[next_worker[i], s.truth[i]])
+        sc = quality.quality_scores(d, q0)
         for strat in strategies:
-            items = choose(strat, d, q0, budget, np.ones(d.n_items, bool), np.random.default_rng(rep))
+            items = choose(strat, d, q0, budget, np.ones(d.n_items, bool), np.random.default_rng(rep), sc)
             workers, lab = next_worker[items], next_label[items]
             d2 = CrowdData.from_arrays(np.r_[d.item, items], np.r_[d.worker, workers], np.r_[d.label, lab],
                                        n_items=d.n_items, n_workers=d.n_workers, n_classes=d.n_classes,
@@ -265,8 +268,9 @@ def real_relabel(name: str, data: CrowdData, truth: np.ndarray, repeats: int, st
         acc0 = float((q0.argmax(1)[m] == truth[m]).mean())
         nxt = rank == start                                        # the answer revealed for each item
         reveal = pd.Series(np.flatnonzero(nxt), index=data.item[nxt])
+        sc = quality.quality_scores(d, q0)
         for strat in strategies:
-            items = choose(strat, d, q0, budget, eligible, np.random.default_rng(rep + 7))
+            items = choose(strat, d, q0, budget, eligible, np.random.default_rng(rep + 7), sc)
             add = reveal.reindex(items).to_numpy()
             sel = np.r_[np.flatnonzero(keep), add]
             d2 = CrowdData.from_arrays(data.item[sel], data.worker[sel], data.label[sel], item_ids=data.item_ids,
@@ -311,7 +315,7 @@ def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5, help="repeats of the relabel test per simulated crowd")
-    ap.add_argument("--real-repeats", type=int, default=30, help="repeats of the relabel test per real crowd")
+    ap.add_argument("--real-repeats", type=int, default=100, help="repeats of the relabel test per real crowd")
     ap.add_argument("--sim-seeds", type=int, default=3, help="simulated crowds (seeds 7, 8, ...) per setting "
                                                             "for finding wrong labels")
     ap.add_argument("--quick", action="store_true", help="one simulated crowd, two repeats")

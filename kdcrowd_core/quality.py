@@ -14,7 +14,7 @@ array, no Python loop per answer):
   expected gain in the probability that the item's label is right after one
   more answer from a worker who has not answered it yet (ActiveLab's idea, with
   the workers' estimated confusion matrices), plus half the probability that
-  the label is wrong now and a quarter of the share of answers against it.
+  the label is wrong now and half the share of answers against it.
 - **Which workers to block or reward?**  :func:`worker_report` gives each worker's
   accuracy with a 95 % credible interval and flags from thresholds the user sets;
   :func:`block_list` / :func:`bonus_list` write them in the shapes MTurk and
@@ -1185,8 +1185,14 @@ def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: Run
 #: chosen on simulated crowds and 20 repeats of the real crowds' protocol (benchmarks/quality.py).
 RELABEL_WRONG_WEIGHT = 0.5
 #: Weight of "the answers disagree" (1 - agreement; 1 for an item without answers) in the relabel priority;
-#: chosen like RELABEL_WRONG_WEIGHT (0.25: +0.02-0.04 per answer on dog and face, -0.03 on simulated crowds).
-RELABEL_CONTESTED_WEIGHT = 0.25
+#: chosen like RELABEL_WRONG_WEIGHT.  On real crowds the posteriors are over-confident exactly where the answers
+#: disagree (dog, 2 answers per item: quality 0.72 on items whose consensus no answer gave, right 28 % of the time;
+#: 0.80 on split items, right 58 %), so the model-based terms under-rate them.  With 0.5 (was 0.25) every item whose
+#: consensus no answer supports came before every unanimous one (one answer cannot turn a 2-0 item) in all 80
+#: development starts of the real crowds (with 0.25 not in 45); on the
+#: development seeds 0-19 +0.020 items per answer on dog, within +-0.011 on face, LabelMe and Music, and
+#: -0.008 to -0.024 on the simulated crowds (docs/quality.md).
+RELABEL_CONTESTED_WEIGHT = 0.5
 #: Largest number of classes for which the next worker is drawn from each item's own available workers
 #: (an (items, K, K) computation); above it, from the whole pool.
 RELABEL_POOL_MAX_CLASSES = 64

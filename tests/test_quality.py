@@ -120,6 +120,22 @@ def test_relabel_next_prefers_uncertain_items_and_checks_budget(sim):
     assert tasks.loc[0, "content"] == "some text" and tasks.loc[1, "content"] == ""
 
 
+def test_relabel_next_puts_unsupported_labels_before_unanimous_items():
+    """Two answers per item: an item whose consensus no answer gave (agreement 0) comes before every unanimous
+    item, which one more answer cannot turn (the contested weight outweighs the model's over-confidence)."""
+    s = simulate_crowd(n_items=400, n_classes=4, n_workers=30, answers_per_item=(2, 2), n_features=2,
+                       instance_noise=0.3, seed=1)
+    d = s.data
+    q = get_method("dawid_skene", use_gold=False).fit(d).proba_array_.copy()
+    votes = np.bincount(d.item * 4 + d.label, minlength=d.n_items * 4).reshape(-1, 4)
+    for i in np.random.default_rng(1).choice(d.n_items, 20, replace=False):   # a label no answer gave wins
+        q[i] = 0.4 / 3
+        q[i, np.flatnonzero(votes[i] == 0)[0]] = 0.6
+    order = quality.relabel_next(d, q, d.n_items, exclude_gold=False)["agreement"].to_numpy()
+    assert (order == 0).sum() >= 20 and (order == 1).sum() > 100
+    assert np.flatnonzero(order == 0).max() < np.flatnonzero(order == 1).min()
+
+
 def test_relabel_next_beats_random_on_a_simulated_crowd():
     """One more (simulated) answer on the chosen items: relabel-next gains more accuracy than random picks."""
     s = simulate_crowd(n_items=800, n_classes=4, n_workers=30, answers_per_item=(1, 3), n_features=4, seed=5)
