@@ -47,7 +47,7 @@ OUT_DIR = SAMPLE_DIR / "run"
 #: the sample has no validation split, so the dashboard shows no recommendation for it).
 OVERRIDES = {"seed": 0, "device": "cpu", "select_holdout": 0.0}
 #: Settings allowed to differ from the current defaults without the run being stale.
-IGNORED_KEYS = ("seed", "device", "num_threads", "select_holdout")
+IGNORED_KEYS = ("seed", "device", "num_threads", "parallel_jobs", "select_holdout")
 #: Settings added after runs were saved, with the value that reproduces the behaviour from before they existed:
 #: a saved config without the key was trained with this value.
 ADDED_SETTINGS = {"optimizer": "adam", "schedule": "constant"}

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from .context import _logits, _to_t
+from .jobs import BASELINE_JOBS, run_jobs
+from .student import new_student_members, train_student_members
 
 if TYPE_CHECKING:
     from .trainer import KDCrowd
@@ -26,20 +28,24 @@ BASELINES = ("mv", "ds")
 def train_baselines(trainer: KDCrowd, Xt: np.ndarray) -> dict[str, np.ndarray]:
     """Train one classifier per baseline on the trainer's items; returns ``{name: test probabilities (n, K)}``.
 
-    The trainer's student settings (robust technique, forget rate, timings) are restored afterwards (the
-    trainer counts the baselines' epochs in the run's progress total from the start).
+    The baselines are independent jobs (:mod:`.jobs`: built first, each from the seed ``seed + 31`` as
+    before, then trained side by side on the idle cores).  The trainer's student settings (robust technique,
+    forget rate, timings) are untouched (the trainer counts the baselines' epochs in the run's progress total
+    from the start).
     """
     ctx = trainer.ctx_
     cfg = trainer.config
-    saved = (getattr(trainer, "robust_", ""), getattr(trainer, "forget_rate_", 0.0), dict(trainer.timings_))
     Xt_t = _to_t(Xt, ctx.dev)
-    out = {}
+    jobs = []
     for name in BASELINES:
         q = (trainer.mv_ if name == "mv" else trainer.ds_).proba_array_
         hard = F.one_hot(torch.as_tensor(np.asarray(q).argmax(1)), ctx.K).float().to(ctx.dev)
         torch.manual_seed(cfg.seed + 31)
-        head, _ = trainer.run_student(targets=hard, distill="ce", robust="none", forget_rate=0.0,
-                                      stage=f"baseline-{name}")
-        out[name] = F.softmax(_logits(head, Xt_t), 1).double().cpu().numpy()
-    trainer.robust_, trainer.forget_rate_, trainer.timings_ = saved[0], saved[1], saved[2]
-    return out
+        members = new_student_members(ctx, "none")
+
+        def job(jctx, members=members, hard=hard, name=name):
+            return train_student_members(jctx, members, hard, cfg.epochs_student, f"baseline-{name}", "ce", "none",
+                                         0.0)
+        jobs.append((job, [m for m, _ in members]))
+    heads = run_jobs(ctx, BASELINE_JOBS, jobs)
+    return {name: F.softmax(_logits(head, Xt_t), 1).double().cpu().numpy() for name, head in zip(BASELINES, heads)}

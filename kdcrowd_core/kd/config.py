@@ -122,6 +122,12 @@ class KDConfig:
     num_threads : int
         ``torch.set_num_threads`` during ``fit`` on CPU; 0 = at the start of every stage, torch's setting capped
         at the cores idle at that moment (a busy machine makes multi-threaded small ops far slower).
+    parallel_jobs : int
+        Independent trainings (the full-data and cross-fit teachers, the next round's fold models, the two test
+        baselines) run this many at a time on the CPU, one thread each (kd/jobs.py); 0 (default) = the cores
+        idle when the group starts (capped like ``num_threads``).  Each job draws its batch order and dropout
+        from its own generator, so the result is the same for every value.  1 under ``--distributed`` and
+        on a GPU.
 
     Recommended model
     -----------------
@@ -221,6 +227,7 @@ class KDConfig:
     device: str = "auto"
     amp: bool = False
     num_threads: int = 0
+    parallel_jobs: int = 0
     select_holdout: float = 0.0
     # ---- experimental: measured and not adopted (EXPERIMENTAL_SETTINGS; docs/kd.md) ----
     gce_q: float = 0.7
@@ -277,6 +284,8 @@ class KDConfig:
             bad("epochs_teacher", "the teacher needs at least one epoch.")
         if self.cross_fit_folds < 0:
             bad("cross_fit_folds", "must be >= 0.")
+        if isinstance(self.parallel_jobs, bool) or not isinstance(self.parallel_jobs, int) or self.parallel_jobs < 0:
+            bad("parallel_jobs", "must be an integer >= 0 (0 = the idle cores).")
         if self.batch_size < 0:
             bad("batch_size", "must be >= 0 (0 = automatic).")
         if not (self.lr > 0 and self.lr_transition > 0):

@@ -3,6 +3,7 @@ progress), the classifier heads and the per-stage model selection on validation 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -101,28 +102,45 @@ class _Run:
         self.round = 1          # the trainer's round (rounds > 1), in every event
         self.history: list[dict] = []
         self.dp = None          # kd/distributed.py DataParallel: loss averaged, generator synced per event
+        self._lock = threading.RLock()   # jobs side by side (kd/jobs.py) report from their own threads
+        self._halted = False
 
     def check(self):
         if self.cancel is not None and self.cancel.is_set():
             raise TrainingCancelled("training cancelled")
+        if self._halted:
+            raise TrainingCancelled("stopped: another training job failed")
+
+    def halt(self) -> None:
+        """Make every :meth:`check` raise (a job side by side failed; kd/jobs.py)."""
+        self._halted = True
+
+    def resume(self) -> None:
+        self._halted = False
+
+    def skip(self, n: int) -> None:
+        """Count ``n`` epochs that will not run (a stage stopped early) as done."""
+        with self._lock:
+            self.done += int(n)
 
     def event(self, stage: str, epoch: int, n_epochs: int, loss: float | None, train_acc=None, valid_acc=None,
               message: str = "", count: bool = True):
-        if count:
-            self.done += 1
-        if self.dp is not None:
-            loss = self.dp.epoch_end(loss)
-        ev = {"stage": stage, "epoch": int(epoch), "n_epochs": int(n_epochs),
-              "loss": None if loss is None else float(loss),
-              "train_accuracy": None if train_acc is None else float(train_acc),
-              "valid_accuracy": None if valid_acc is None else float(valid_acc),
-              "elapsed": time.perf_counter() - self.t0,
-              "stage_progress": float(epoch / n_epochs) if n_epochs else 1.0,
-              "overall_progress": min(1.0, self.done / self.total) if stage != "done" else 1.0,
-              "message": message, "round": int(self.round)}
-        self.history.append(ev)
-        if self.callback is not None:
-            self.callback(ev)
+        with self._lock:
+            if count:
+                self.done += 1
+            if self.dp is not None:
+                loss = self.dp.epoch_end(loss)
+            ev = {"stage": stage, "epoch": int(epoch), "n_epochs": int(n_epochs),
+                  "loss": None if loss is None else float(loss),
+                  "train_accuracy": None if train_acc is None else float(train_acc),
+                  "valid_accuracy": None if valid_acc is None else float(valid_acc),
+                  "elapsed": time.perf_counter() - self.t0,
+                  "stage_progress": float(epoch / n_epochs) if n_epochs else 1.0,
+                  "overall_progress": min(1.0, self.done / self.total) if stage != "done" else 1.0,
+                  "message": message, "round": int(self.round)}
+            self.history.append(ev)
+            if self.callback is not None:
+                self.callback(ev)
         self.check()
 
 

@@ -37,30 +37,45 @@ def bar_key(ev: Mapping, rounds: int | None = None) -> str | None:
     return f"round {r} · {label}" if multi and stage not in INSTANT else label
 
 
+def job_group(ev: Mapping) -> tuple:
+    """The bars whose models may train side by side (kd/jobs.py): same stage (the baselines together) and
+    round."""
+    stage = str(ev.get("stage"))
+    return ("baseline" if stage.startswith("baseline-") else stage, int(ev.get("round") or 1))
+
+
 def bars(events: Iterable[Mapping], finished: bool = False) -> dict[str, dict]:
     """Every bar in the order it started: ``{label: {"epoch", "n_epochs", "fraction", "loss",
     "train_accuracy", "valid_accuracy", "done", "stage", "round"}}``.
 
-    A bar is done when a later bar has started, when it reached its last epoch, or when the run is
-    ``finished``.
+    A bar is done when it reached its last epoch, when a bar of another group (:func:`job_group`) started
+    after its last event (a stage stopped early), or when the run is ``finished``.  Bars of one group can be
+    jobs trained side by side (kd/jobs.py): they take turns in the events and stay open until they end.
     """
     events = list(events)
     rounds = max([int(e.get("round") or 1) for e in events] or [1])
     out: dict[str, dict] = {}
-    for ev in events:
+    last_event: dict[str, int] = {}
+    group: dict[str, tuple] = {}
+    starts: list[tuple[int, tuple]] = []
+    for i, ev in enumerate(events):
         key = bar_key(ev, rounds)
         if key is None:
             continue
+        if key not in out:
+            group[key] = job_group(ev)
+            starts.append((i, group[key]))
+        last_event[key] = i
         n = int(ev.get("n_epochs") or 1)
         ep = int(ev.get("epoch") or 0)
         out[key] = {"stage": ev.get("stage"), "round": int(ev.get("round") or 1), "epoch": ep, "n_epochs": n,
                     "fraction": min(1.0, ep / n) if n else 1.0, "loss": ev.get("loss"),
                     "train_accuracy": ev.get("train_accuracy"), "valid_accuracy": ev.get("valid_accuracy"),
                     "done": ep >= n}
-    keys = list(out)
-    for k in keys[:-1]:
-        out[k]["done"] = True
-        out[k]["fraction"] = 1.0
+    for k in out:
+        if any(i > last_event[k] and g != group[k] for i, g in starts):
+            out[k]["done"] = True
+            out[k]["fraction"] = 1.0
     if finished:
         for v in out.values():
             v["done"], v["fraction"] = True, 1.0
@@ -104,6 +119,8 @@ class CliProgress:
         self.file = file or sys.stderr
         self.bars: dict[str, object] = {}
         self.current: str | None = None
+        self.open: list[str] = []          # bars not yet closed (jobs side by side keep several open)
+        self.group: dict[str, tuple] = {}  # each bar's job_group
 
     def __call__(self, ev: Mapping) -> None:
         if self.quiet:
@@ -115,14 +132,14 @@ class CliProgress:
         key = bar_key(ev, self.rounds)
         if key is None:
             return
-        if key != self.current:
-            if self.current is not None:
-                old = self.bars[self.current]
-                old.n = old.total or old.n
-                old.close()
+        if key not in self.bars:
+            for k in [k for k in self.open if self.group[k] != job_group(ev)]:   # a stage that stopped early
+                self._finish(k)
+            self.group[key] = job_group(ev)
             self.bars[key] = tqdm(total=int(ev.get("n_epochs") or 1), desc=f"{key:>34}", unit="ep", leave=True,
                                   file=self.file)
-            self.current = key
+            self.open.append(key)
+        self.current = key
         b = self.bars[key]
         b.n = min(int(ev.get("epoch") or 0), int(b.total))
         post = {}
@@ -136,6 +153,14 @@ class CliProgress:
         if eta is not None:
             post["run_eta"] = f"{eta:.0f}s ({float(ev.get('overall_progress') or 0):.0%})"
         b.set_postfix(post, refresh=True)
+        if b.n >= b.total and key in self.open:
+            self._finish(key)
+
+    def _finish(self, key: str) -> None:
+        b = self.bars[key]
+        b.n = b.total or b.n
+        b.close()
+        self.open.remove(key)
 
     def close(self) -> None:
         for b in self.bars.values():

@@ -153,7 +153,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
         ta = _accuracy(head, ctx.X, ctx.gold) if ctx.gold is not None else None
         ctx.run.event(stage, ep, epochs, float(tot) / max(nb, 1), ta, va, message=label)
         if stop:
-            ctx.run.done += epochs - ep
+            ctx.run.skip(epochs - ep)
             break
     if sel is not None:
         sel.finish()
@@ -197,9 +197,19 @@ def run_student(trainer: KDCrowd, targets: torch.Tensor | None = None, distill: 
         forget_rate = trainer.auto_forget_rate(targets) if cfg.forget_rate is None else float(cfg.forget_rate)
     trainer.forget_rate_ = forget_rate if robust in ("small-loss", "co-teaching", "consistency") else 0.0
     epochs = cfg.epochs_student if epochs is None else epochs
-    members = []
-    n_members = int(cfg.student_ensemble)
-    for k in range(n_members):
+    student = train_student_members(ctx, new_student_members(ctx, robust), targets, epochs, stage, distill,
+                                    robust, forget_rate)
+    s_probs = F.softmax(_logits(student, ctx.X), 1)
+    trainer.timings_["student"] = time.perf_counter() - t
+    return student, s_probs
+
+
+def new_student_members(ctx: _Ctx, robust: str) -> list[tuple[Head, Head | None]]:
+    """The student's fresh heads (``student_ensemble`` of them, each with its Co-teaching peer or None),
+    standardisers fitted on the items; initialised from the global generator (member k > 0 reseeded)."""
+    cfg = ctx.cfg
+    out = []
+    for k in range(int(cfg.student_ensemble)):
         if k > 0:
             torch.manual_seed(cfg.seed * 7919 + 104729 * k)
         member = _make_head(cfg, ctx.X.shape[1], ctx.K, student=True, ensemble=False).to(ctx.dev)
@@ -208,13 +218,20 @@ def run_student(trainer: KDCrowd, targets: torch.Tensor | None = None, distill: 
         if robust == "co-teaching":
             peer = _make_head(cfg, ctx.X.shape[1], ctx.K, student=True, ensemble=False).to(ctx.dev)
             peer.fit_standardizer(ctx.X)
+        out.append((member, peer))
+    return out
+
+
+def train_student_members(ctx: _Ctx, members: list[tuple[Head, Head | None]], targets: torch.Tensor, epochs: int,
+                          stage: str, distill: str | None, robust: str, forget_rate: float):
+    """Train each member (:func:`train_student`) on every item; returns the student head (the member, or an
+    :class:`EnsembleHead` of them) in eval mode."""
+    n_members = len(members)
+    for k, (member, peer) in enumerate(members):
         if epochs > 0:
             name = f"student (robust={robust})" + (f" {k + 1}/{n_members}" if n_members > 1 else "")
             train_student(ctx, member, targets, torch.arange(ctx.N, device=ctx.dev), epochs, stage=stage,
                           distill=distill, robust=robust, forget_rate=forget_rate, label=name, peer=peer)
-        members.append(member)
-    student = members[0] if n_members == 1 else EnsembleHead(members).to(ctx.dev)
+    student = members[0][0] if n_members == 1 else EnsembleHead([m for m, _ in members]).to(ctx.dev)
     student.eval()
-    s_probs = F.softmax(_logits(student, ctx.X), 1)
-    trainer.timings_["student"] = time.perf_counter() - t
-    return student, s_probs
+    return student

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from .. import losses as L
 from ..models.crowd import CrowdModel
 from .context import _accuracy, _Answers, _Ctx, _Selector, _to_t, make_optimizer, make_schedule
+from .jobs import ROUND_JOBS, TEACHER_JOBS, run_jobs
 
 if TYPE_CHECKING:
     from .trainer import KDCrowd
@@ -203,7 +204,7 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
             ta = _accuracy(model.classifier, ctx.X, ctx.gold) if ctx.gold is not None else None
         ctx.run.event(stage, ep, epochs, float(tot) / max(nb, 1), ta, va, message=label)
         if stop:
-            ctx.run.done += epochs - ep
+            ctx.run.skip(epochs - ep)
             break
     changed = False
     if sel is not None:
@@ -231,31 +232,43 @@ def _answers_subset(ans: _Answers, idx: torch.Tensor, N: int) -> _Answers:
 def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
     """Stage 1a: the full-data teacher (``teacher_``, ``teacher_q_``) and the student's targets
     (``targets_``, out of fold with ``cross_fit_folds > 1``; then also ``oof_probs_``, each item's
-    classifier probabilities from the fold model that never saw its answers).  Returns the targets (N, K)."""
+    classifier probabilities from the fold model that never saw its answers).  Returns the targets (N, K).
+
+    The full-data teacher and the fold teachers are independent jobs (:mod:`.jobs`): built first, in this
+    order, then trained side by side on the idle cores."""
     cfg, ctx = trainer.config, trainer.ctx_
     N, K, dev = ctx.N, ctx.K, ctx.dev
     t = time.perf_counter()
     all_idx = torch.arange(N, device=dev)
     ds_q = _to_t(trainer.ds_.proba_array_, dev)
-    teacher_m = trainer.new_crowd_model(teacher)
-    train_crowd_model(ctx, teacher_m, all_idx, cfg.epochs_teacher, "teacher", init_q=ds_q, label="teacher")
-    trainer.teacher_ = teacher_m
-    trainer.teacher_q_ = crowd_posterior(teacher_m, ctx.X, ctx.ans, target=cfg.teacher_target)
     folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
+    teacher_m = trainer.new_crowd_model(teacher)
+    fold_models = [trainer.new_crowd_model(teacher) for _ in range(folds)]
+    fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds if folds else None
+
+    def full_job(jctx):
+        train_crowd_model(jctx, teacher_m, all_idx, cfg.epochs_teacher, "teacher", init_q=ds_q, label="teacher")
+        return crowd_posterior(teacher_m, jctx.X, jctx.ans, target=cfg.teacher_target)
+
+    def fold_job(f):
+        def job(jctx):
+            tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
+            m = fold_models[f]
+            train_crowd_model(jctx, m, tr, cfg.epochs_teacher, "teacher", init_q=ds_q,
+                              label=f"out-of-fold teacher {f + 1}/{folds}")
+            lg = []   # the classifier's logits of the same forward pass
+            q = crowd_posterior(m, jctx.X, jctx.ans, items=ho, target=cfg.teacher_target, logits_out=lg)
+            return ho, q, F.softmax(lg[0], dim=1)
+        return job
+
+    out = run_jobs(ctx, TEACHER_JOBS, [(full_job, [teacher_m])] + [(fold_job(f), [fold_models[f]]) for f in range(folds)])
+    trainer.teacher_, trainer.teacher_q_ = teacher_m, out[0]
     trainer.oof_probs_ = None
     if folds:
         targets = torch.zeros(N, K, device=dev)
         oof = torch.zeros(N, K, device=dev)     # each fold model's classifier on the items it never saw
-        fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds
-        for f in range(folds):
-            tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
-            m = trainer.new_crowd_model(teacher)
-            train_crowd_model(ctx, m, tr, cfg.epochs_teacher, "teacher", init_q=ds_q,
-                              label=f"out-of-fold teacher {f + 1}/{folds}")
-            lg = []   # the classifier's logits of the same forward pass
-            targets[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target=cfg.teacher_target, logits_out=lg)
-            oof[ho] = F.softmax(lg[0], dim=1)
-            del m
+        for ho, q, p in out[1:]:
+            targets[ho], oof[ho] = q, p
         trainer.oof_probs_ = oof
     else:
         targets = trainer.teacher_q_.clone()
@@ -270,8 +283,8 @@ def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
 def run_round_targets(trainer: KDCrowd, stage2: CrowdModel, s_probs: torch.Tensor) -> torch.Tensor:
     """Targets of the next round (``rounds > 1``): out of fold, each from a crowd model trained like
     stage 2 (crowd NLL + ``stage2_lambda * CE(p, s)`` with the previous student's predictions ``s``)
-    on the other folds; in-sample (``stage2``'s posteriors) when ``cross_fit_folds < 2``.
-    Sets ``targets_`` and returns it (N, K)."""
+    on the other folds (jobs side by side, :mod:`.jobs`); in-sample (``stage2``'s posteriors) when
+    ``cross_fit_folds < 2``.  Sets ``targets_`` and returns it (N, K)."""
     cfg, ctx = trainer.config, trainer.ctx_
     N, K, dev = ctx.N, ctx.K, ctx.dev
     t = time.perf_counter()
@@ -281,13 +294,17 @@ def run_round_targets(trainer: KDCrowd, stage2: CrowdModel, s_probs: torch.Tenso
         ds_q = _to_t(trainer.ds_.proba_array_, dev)
         targets = torch.zeros(N, K, device=dev)
         fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds
-        for f in range(folds):
-            tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
-            m = trainer.new_crowd_model(stage2.name)
-            train_crowd_model(ctx, m, tr, cfg.epochs_teacher, "teacher", student_probs=s_probs,
-                              lam=cfg.stage2_lambda, init_q=ds_q, label=f"next-round teacher {f + 1}/{folds}")
-            targets[ho] = crowd_posterior(m, ctx.X, ctx.ans, items=ho, target=cfg.teacher_target)
-            del m
+        models = [trainer.new_crowd_model(stage2.name) for _ in range(folds)]
+
+        def fold_job(f):
+            def job(jctx):
+                tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
+                train_crowd_model(jctx, models[f], tr, cfg.epochs_teacher, "teacher", student_probs=s_probs,
+                                  lam=cfg.stage2_lambda, init_q=ds_q, label=f"next-round teacher {f + 1}/{folds}")
+                return ho, crowd_posterior(models[f], jctx.X, jctx.ans, items=ho, target=cfg.teacher_target)
+            return job
+        for ho, q in run_jobs(ctx, ROUND_JOBS, [(fold_job(f), [models[f]]) for f in range(folds)]):
+            targets[ho] = q
     else:
         targets = crowd_posterior(stage2, ctx.X, ctx.ans, target=cfg.teacher_target)
     if cfg.use_gold and ctx.gold is not None:

@@ -70,6 +70,8 @@ class Standardizer(nn.Module):
 class Head(nn.Module):
     """Standardiser + a body; ``forward(x (B, d)) -> logits (B, K)``."""
 
+    generator: torch.Generator | None = None     # feature noise's source (:func:`use_generator`)
+
     def __init__(self, n_features: int, n_classes: int, body: nn.Module, input_dropout: float = 0.0,
                  feature_noise: float = 0.0):
         super().__init__()
@@ -89,7 +91,7 @@ class Head(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.standardizer(x)
         if self.training and self.feature_noise > 0:
-            z = z + self.feature_noise * torch.randn_like(z)
+            z = z + self.feature_noise * torch.randn(z.shape, generator=self.generator, device=z.device)
         return self.body(self.input_dropout(z))
 
 
@@ -107,8 +109,8 @@ class BatchNorm(nn.BatchNorm1d):
 _BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
 
 
-def _keep_mask(shape: torch.Size, keep: float) -> torch.Tensor:
-    """A float mask of Bernoulli(``keep``) draws from the global torch generator.
+def _keep_mask(shape: torch.Size, keep: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A float mask of Bernoulli(``keep``) draws from ``generator`` (default: the global torch generator).
 
     ``keep = 0.5``: every bit of 64-bit random words is one draw (exact); otherwise each draw compares a
     16-bit random number with ``round(keep * 2^16)`` (``keep`` rounded to 1/65536).  On a CPU this is 10-20x
@@ -117,10 +119,10 @@ def _keep_mask(shape: torch.Size, keep: float) -> torch.Tensor:
     for s in shape:
         n *= int(s)
     if keep == 0.5:
-        words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 63) // 64,), dtype=torch.int64)
+        words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 63) // 64,), dtype=torch.int64, generator=generator)
         bits = (words.view(torch.uint8).unsqueeze(1) >> _BIT_SHIFTS) & 1
         return bits.view(-1)[:n].view(shape).to(torch.float32)
-    words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64, generator=generator)
     r = words.view(torch.int16).view(-1)[:n].to(torch.int32) + 32768     # uniform in [0, 65536)
     return (r < round(keep * 65536)).view(shape).to(torch.float32)
 
@@ -128,13 +130,24 @@ def _keep_mask(shape: torch.Size, keep: float) -> torch.Tensor:
 class FastDropout(nn.Dropout):
     """``nn.Dropout`` (same state, same ``eval()`` identity, inverted scaling ``1 / (1 - p)``) whose CPU mask
     comes from random bits (:func:`_keep_mask`) instead of one ``bernoulli`` double per element; other devices
-    use ``torch``'s dropout."""
+    use ``torch``'s dropout.  ``generator`` (an attribute, not state; :func:`use_generator`): where the CPU
+    masks come from (None: the global generator)."""
+
+    generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.p >= 1.0:
             return super().forward(x)
         keep = 1.0 - self.p
-        return x * (_keep_mask(x.shape, keep).to(x.dtype) * (1.0 / keep))
+        return x * (_keep_mask(x.shape, keep, self.generator).to(x.dtype) * (1.0 / keep))
+
+
+def use_generator(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Draw ``module``'s training noise (dropout masks, feature noise) from ``generator`` (None: the global
+    generator again).  Independent trainings side by side (kd/jobs.py) each pass their own."""
+    for m in module.modules():
+        if isinstance(m, (FastDropout, Head)):
+            m.generator = generator
 
 
 def _norm(kind: str, width: int) -> nn.Module:
