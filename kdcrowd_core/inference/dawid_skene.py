@@ -20,6 +20,7 @@ from ..data import CrowdData
 from ..device import resolve_device
 from ..errors import CrowdDataError
 from ._sparse import AnswerOperator, cpu_threads, float_dtype
+from .blocks import BlockRunner, ItemBlock, KeyBlock, block_runner, item_blocks, key_blocks, n_blocks_for
 from .base import BaseInference, register
 
 #: floor of confusion counts and priors before taking logs (Crowd-Kit's ``_EPS``)
@@ -285,11 +286,11 @@ class DawidSkene(BaseInference):
     def _fit(self, data: CrowdData) -> np.ndarray:
         if self.num_threads is not None and self.num_threads < 1:
             raise CrowdDataError("num_threads must be at least 1 (or None).")
-        with cpu_threads(data.n_answers, self.num_threads) as n_threads:
-            self.num_threads_ = n_threads
-            return self._fit_threads(data)
+        em_threads = int(self.num_threads or torch.get_num_threads())
+        with cpu_threads(data.n_answers, self.num_threads):
+            return self._fit_threads(data, em_threads)
 
-    def _fit_threads(self, data: CrowdData) -> np.ndarray:
+    def _fit_threads(self, data: CrowdData, em_threads: int = 1) -> np.ndarray:
         dev = resolve_device(self.device)
         if dev.type == "mps" and self.dtype == "float64":
             dev = torch.device("cpu")
@@ -338,34 +339,11 @@ class DawidSkene(BaseInference):
         _sync(dev)
         t_em = time.perf_counter()
         n_ans = float(data.n_answers)
-        history: list[float] = []
-        converged = False
-        it = 0
-        loss = -math.inf
-        work = torch.empty_like(g) if self.n_iter else None
-        for it in range(1, self.n_iter + 1):
-            q, lse = posteriors(g, out=q if it > 1 else None, with_lse=True)
-            ent = softmax_entropy(q, g, lse, work)
-            if gold_idx is not None:  # clamped rows are one-hot: no entropy
-                ent -= softmax_entropy(q[gold_idx], g[gold_idx], lse[gold_idx])
-            q = clamp(q)
-            q_mass = q.sum(dim=0)
-            log_pi = log_prior(q, self.prior_alpha, total=q_mass)
-            counts = confusion_counts(op, q)
-            logT = log_confusion(counts, K, self.alpha)
-            logTc, shift = center_rows(logT)
-            g = e_step_logits(op, logTc, log_pi)
-            # Crowd-Kit counts log pi once per answer: the extra (answers - 1) per item, summed over items,
-            # is the answers' posterior mass (column sums of the small counts table) minus the items' mass
-            extra = float(((counts.sum(dim=0) - q_mass) * log_pi).sum(dtype=torch.float64))
-            new_loss = (elbo(q, g, _shift_total(op, shift), work=work, entropy=ent) + extra) / n_ans
-            history.append(new_loss)
-            if self.callback is not None:
-                self.callback(it, new_loss)
-            if new_loss - loss < self.tol:
-                converged = True
-                break
-            loss = new_loss
+        n_blocks = n_blocks_for(op)
+        items, keys = item_blocks(op, n_blocks, gold_idx, gold_val), key_blocks(op, n_blocks)
+        with block_runner(em_threads, n_blocks, 1 if self.num_threads is None else None) as run:
+            self.num_threads_ = run.threads
+            q, logT, log_pi, history, it, converged = self._em(op, items, keys, run, q, g, logT, log_pi, n_ans)
         _sync(dev)
         t_done = time.perf_counter()
         T = logT.exp().reshape(R, K, K).transpose(1, 2)  # [r, true j, answer c]
@@ -382,6 +360,76 @@ class DawidSkene(BaseInference):
         self.timings_ = {"setup": t_em - t_start, "em": t_done - t_em,
                          "to_host": time.perf_counter() - t_done}
         return out
+
+
+    def _em(self, op: AnswerOperator, blocks: list[ItemBlock], keys: list[KeyBlock], run: BlockRunner,
+            q: torch.Tensor, g: torch.Tensor, logT: torch.Tensor, log_pi: torch.Tensor, n_ans: float):
+        """The EM iterations, block by block (one block: the whole-array operations).
+
+        Per iteration three passes, each block on whichever thread is free (:mod:`.blocks`): item blocks
+        make the posteriors from the logits, their entropy and the gold clamping; (worker, answer) blocks
+        the confusion counts; after the M-step, item blocks the next logits and the ELBO's ``sum q * g``.
+        Each block computes its rows as the whole-array operation does, so neither the thread count nor
+        the blocks change the posteriors or the matrices.
+        """
+        K = op.K
+        history: list[float] = []
+        converged, it, loss = False, 0, -math.inf
+        if not self.n_iter:
+            return q, logT, log_pi, history, it, converged
+        whole = len(blocks) == 1
+        work = torch.empty_like(g)
+        q = torch.empty_like(g)
+        counts = torch.empty(op.R * K, K, dtype=g.dtype, device=g.device) if len(keys) > 1 else None
+        state: dict[str, torch.Tensor] = {"g": g}
+
+        def posterior_step(b: ItemBlock):
+            g = state["g"]
+            gb, wb = g[b.i0:b.i1], work[b.i0:b.i1]
+            qb, lse = posteriors(gb, out=q[b.i0:b.i1], with_lse=True)
+            ent = softmax_entropy(qb, gb, lse, wb)
+            if b.gold_idx is not None:  # clamped rows are one-hot: no entropy
+                ent -= softmax_entropy(qb[b.gold_idx], gb[b.gold_idx], lse[b.gold_idx])
+                qb[b.gold_idx] = 0
+                qb[b.gold_idx, b.gold_val] = 1
+            return ent
+
+        def counts_step(b: KeyBlock):
+            counts[b.k0:b.k1] = confusion_counts(b, q)
+
+        def logits_step(b: ItemBlock):
+            gb = e_step_logits(b, state["logTc"], state["log_pi"])
+            if whole:
+                state["g"] = gb
+            else:
+                state["g"][b.i0:b.i1] = gb
+            # the ELBO's sum of q * (log pi + sum log T) over the block
+            return float(torch.mul(q[b.i0:b.i1], gb, out=work[b.i0:b.i1]).sum())
+
+        for it in range(1, self.n_iter + 1):
+            ent = sum(run.map(posterior_step, blocks))
+            q_mass = q.sum(dim=0)
+            if len(keys) == 1:
+                counts = confusion_counts(keys[0], q)
+            else:
+                run.map(counts_step, keys)
+            log_pi = log_prior(q, self.prior_alpha, total=q_mass)
+            logT = log_confusion(counts, K, self.alpha)
+            state["logTc"], shift = center_rows(logT)
+            state["log_pi"] = log_pi
+            joint = sum(run.map(logits_step, blocks))
+            # Crowd-Kit counts log pi once per answer: the extra (answers - 1) per item, summed over items,
+            # is the answers' posterior mass (column sums of the small counts table) minus the items' mass
+            extra = float(((counts.sum(dim=0) - q_mass) * log_pi).sum(dtype=torch.float64))
+            new_loss = (joint + ent + _shift_total(op, shift) + extra) / n_ans
+            history.append(new_loss)
+            if self.callback is not None:
+                self.callback(it, new_loss)
+            if new_loss - loss < self.tol:
+                converged = True
+                break
+            loss = new_loss
+        return q, logT, log_pi, history, it, converged
 
 
 def _order_like(errors: pd.DataFrame, initial_error: pd.DataFrame) -> pd.DataFrame:

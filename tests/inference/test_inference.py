@@ -337,3 +337,26 @@ def test_posteriors_floor_keeps_softmax_without_subnormals(dtype):
     assert bool((q[~kept] <= low).all())
     torch.testing.assert_close(q.sum(1), torch.ones(len(q), dtype=dtype))
     torch.testing.assert_close(lse, torch.logsumexp(g, 1))
+
+
+def test_ds_blocks_and_threads_do_not_change_results(monkeypatch):
+    """Above BLOCK_ANSWERS answers the EM loop runs item and (worker, answer) blocks on a pool of threads:
+    the posteriors and worker matrices equal the one-block (whole-array) fit bit for bit, gold included,
+    with any thread count; by default the pool has torch's threads, and a one-block fit runs on one."""
+    from kdcrowd_core.inference import blocks
+    data = _random_crowd(12_000, 5, 40, seed=4)
+    gold = np.full(data.n_items, -1)
+    gold[::37] = np.random.default_rng(5).integers(0, 5, gold[::37].size)
+    data = CrowdData.from_arrays(data.item, data.worker, data.label, n_classes=5, gold=gold)
+    before = torch.get_num_threads()
+    whole = DawidSkene(tol=0, n_iter=15).fit(data)                    # 48k answers: one block
+    assert whole.num_threads_ == 1
+    monkeypatch.setattr(blocks, "BLOCK_ANSWERS", 4_000)                 # 12 blocks
+    for threads in (1, 3):
+        m = DawidSkene(tol=0, n_iter=15, num_threads=threads).fit(data)
+        assert m.num_threads_ == threads
+        np.testing.assert_array_equal(m.proba_array_, whole.proba_array_)
+        np.testing.assert_array_equal(m.worker_matrices_, whole.worker_matrices_)
+        np.testing.assert_allclose(m.loss_history_, whole.loss_history_, rtol=1e-6)
+    assert DawidSkene(tol=0, n_iter=2).fit(data).num_threads_ == min(before, 12)
+    assert torch.get_num_threads() == before
