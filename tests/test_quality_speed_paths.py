@@ -104,18 +104,24 @@ def test_quality_scores_many_classes_without_model_read_the_tie_break_by_blocks(
     np.testing.assert_array_equal(sc.rank_score, quality._sigmoid(whole))
 
 
-def test_expected_gain_a_few_items_at_a_time_is_the_same():
-    data, q = _crowd(400, 250, 15)
+def test_expected_gain_a_few_items_at_a_time_is_the_same_and_small():
+    """Above 200 classes the gain works a few items at a time, its belief included (it copied the (N, K)
+    posterior and went through (items, 32, K) blocks of 4 million numbers)."""
+    data, q = _crowd(2000, 250, 15)
     sc = quality.quality_scores(data, q)
     post = sc.posterior
     act = data.answers_per_worker().astype(float)
     P = np.clip(post.activity_pool / act.sum(), 1e-12, None)
+    belief = quality._belief(post.proba, sc.consensus, sc.quality)
     cache_block = quality._GAIN_CACHE_BLOCK
     for tau in (1.0, 0.5):
         try:
             quality._GAIN_CACHE_BLOCK = 10**9                # whole blocks of max_block numbers (the old way)
-            whole = quality._expected_gain_top(post.proba, sc.consensus, P, tau, 32, 4_000_000)
+            whole = quality._expected_gain_top(belief, sc.consensus, P, tau, 32, 4_000_000)
         finally:
             quality._GAIN_CACHE_BLOCK = cache_block
-        few = quality._expected_gain_top(post.proba, sc.consensus, P, tau, 32, 4_000_000)
+        few = quality._expected_gain_top(post.proba, sc.consensus, P, tau, 32, 4_000_000, quality=sc.quality)
         np.testing.assert_array_equal(few, whole)
+    peak, gain = _peak_bytes(lambda: quality.expected_gain(data, post, sc.quality, sc.consensus))
+    assert gain.shape == (2000,) and np.isfinite(gain).all()
+    assert peak < post.proba.nbytes, peak / post.proba.nbytes     # the old belief alone: one (N, K) copy
