@@ -145,6 +145,8 @@ class CrowdPosterior:
         ``rho``, the correlation between two answers of the same item beyond what the true class
         explains (0 = independent answers); an item's ``n`` answers then count as
         ``n / (1 + (n - 1) rho)`` independent ones (:func:`answer_overdispersion`).
+    prior_tempered : bool
+        The class shares' log-prior was scaled with the answers' log-likelihood (``temper_prior``).
     activity_pool : float (K, K), or None
         ``sum_r answers_r * matrices[r]``, kept instead of ``matrices`` on the compact path.
     """
@@ -157,6 +159,7 @@ class CrowdPosterior:
     heldout_loglik: float
     overdispersion: float = 0.0
     activity_pool: np.ndarray | None = None
+    prior_tempered: bool = False
 
 
 def _shrunk_matrices(data: CrowdData, q: np.ndarray, strength: float) -> np.ndarray:
@@ -315,7 +318,7 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
                     strength: float | None = None, tau: float | None = None, weight: float | None = None,
                     overdispersion: float | None = None, max_heldout: int = 100_000,
                     seed: int = 0, compact: bool | None = None,
-                    likelihood: AnswerLikelihood | None = None) -> CrowdPosterior:
+                    likelihood: AnswerLikelihood | None = None, temper_prior: bool = False) -> CrowdPosterior:
     """The calibrated posterior of every item's true class.
 
     Parameters
@@ -330,6 +333,11 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
         correlated answers).
     max_heldout : at most this many held-out answers are scored per candidate setting (a seeded sample;
         with more than ``COMPACT_POSTERIOR_FROM_CLASSES`` classes at most ``max(1000, 10**7 // K)``).
+    temper_prior : scale the class shares' log-prior by the same ``tau / (1 + (n_i - 1) rho)`` as the answers
+        (temperature scaling of the crowd's posterior: its most probable class stays; a model's probabilities,
+        when given, are not scaled).  :func:`quality_scores` uses it with the tempering of
+        :func:`heldout_refit_tau`: with the prior untempered, strong tempering let the class shares outvote the
+        answers (face: the posterior's most probable class left the consensus on 13.5 % of the items).
     compact : build the matrices' columns per chunk of answers from sparse counts (no (R, K, K) matrices,
         no (answers, K) array; ``matrices`` is then None and ``activity_pool`` holds what
         :func:`expected_gain` needs).  Default: above ``COMPACT_POSTERIOR_FROM_CLASSES`` classes.  The same
@@ -412,13 +420,18 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
     else:                                       # the likelihood's last use: its (N, K) table becomes q
         q, lik.L = L, None
         q *= scale[:, None]
-    q += pri
+    if temper_prior:        # the class shares tempered with the answers: temperature scaling of the crowd's posterior
+        q += scale[:, None] * (base if logm is None else (1 - w) * base)
+        if logm is not None:
+            q += w * logm
+    else:
+        q += pri
     q -= q.max(axis=-1, keepdims=True)
     np.exp(q, out=q)
     q /= q.sum(axis=-1, keepdims=True)
     return CrowdPosterior(proba=q, matrices=T, prior=prior, tau=float(t), weight=float(w),
                           heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"), overdispersion=float(rho),
-                          activity_pool=cols.activity_pool() if compact else None)
+                          activity_pool=cols.activity_pool() if compact else None, prior_tempered=bool(temper_prior))
 
 
 @dataclass
@@ -850,7 +863,8 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
     (``DEFAULT_METHOD``, gold not used) is refitted on the rest, the shrunk worker matrices (``strength`` pseudo-answers per row, default ``K``) are re-estimated
     from its soft labels, and each held-out answer ``c`` of worker ``r`` on item ``i`` is scored
     ``log sum_j q_ij(tau) T[r, j, c]``, ``q_i(tau) ∝ pi * exp(tau * sum_a log T[r_a, :, c_a])`` over the
-    item's remaining answers; ``repeats`` draws of the held-out answers.  Returns the best ``tau`` and the
+    item's remaining answers, the class shares ``pi`` tempered with them (temperature scaling: the most probable
+    class does not change, ``crowd_posterior(..., temper_prior=True)``); ``repeats`` draws of the held-out answers.  Returns the best ``tau`` and the
     mean held-out log-likelihood per ``tau``.
 
     Unlike the choice :func:`crowd_posterior` makes by itself (each answer left out of its item's posterior
@@ -900,7 +914,7 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
             it = item[out]
             col = T[worker[out], :, label[out]]           # P(held-out answer | true j)
             for k, t in enumerate(taus_arr):
-                qh = _softmax(log_prior[None] + t * L[it])
+                qh = _softmax(t * (log_prior[None] + L[it]))
                 sums[k] += float(np.log(np.clip((qh * col).sum(axis=1), _EPS, None)).sum())
             count += out.size
     curve = sums / max(count, 1)
@@ -969,9 +983,10 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
         sharp_lo = _consensus_log_odds(lik.L, _class_prior(q0), cons)
         lik.reusable = False
     post = crowd_posterior(data, q0, model_proba, overdispersion=overdispersion, seed=seed, likelihood=lik)
-    if np.isfinite(refit_tau) and refit_tau != post.tau:  # the same model weight (the ranking does not change), the refitted tempering
+    if np.isfinite(refit_tau):  # the same model weight (the ranking does not change), the refitted tempering
         post = crowd_posterior(data, q0, model_proba, tau=refit_tau, weight=post.weight if model_proba is not None
-                               else None, overdispersion=post.overdispersion, seed=seed, likelihood=lik)
+                               else None, overdispersion=post.overdispersion, seed=seed, likelihood=lik,
+                               temper_prior=True)
     n = np.bincount(data.item, minlength=N)                                  # no (N, K) vote table
     votes_cons = np.bincount(data.item, weights=(data.label == cons[data.item]), minlength=N)
     agree = np.divide(votes_cons, n, out=np.zeros(N), where=n > 0)

@@ -292,3 +292,25 @@ def test_label_free_calibration_tempers_on_answers_the_model_never_saw():
                                  n_workers=1, n_classes=2)
     tau, curve = quality.heldout_refit_tau(tiny)                            # no item with two answers: no choice
     assert np.isnan(tau) and curve.size == 0
+
+
+def test_refitted_tempering_keeps_the_consensus_the_most_probable_class():
+    """Strong tempering of the answers with the class shares untempered lets a frequent class outvote the answers;
+    the calibrated posterior tempers both, so its most probable class stays the consensus."""
+    rng = np.random.default_rng(0)
+    N, K, R = 600, 4, 15
+    truth = rng.choice(K, N, p=[0.55, 0.25, 0.1, 0.1])
+    item = np.repeat(np.arange(N), 6)
+    worker = np.concatenate([rng.choice(R, 6, replace=False) for _ in range(N)])
+    hard = rng.random(N) < 0.5                      # half the items: the workers split between truth and a distractor
+    distractor = (truth + rng.integers(1, K, N)) % K
+    label = np.where(rng.random(item.size) < 0.75, truth[item], rng.integers(0, K, item.size))
+    label = np.where(hard[item] & (rng.random(item.size) < 0.4), distractor[item], label)
+    data = CrowdData.from_arrays(item, worker, label, n_items=N, n_workers=R, n_classes=K)
+    q = get_method("dawid_skene", use_gold=False).fit(data).proba_array_
+    sc = quality.quality_scores(data, q)
+    cons = q.argmax(1)
+    assert sc.posterior.prior_tempered and sc.posterior.tau < 1.0
+    untempered = quality.crowd_posterior(data, q, tau=sc.posterior.tau, overdispersion=sc.posterior.overdispersion)
+    moved = (sc.posterior.proba.argmax(1) != cons).mean()
+    assert moved <= 0.02 and moved < (untempered.proba.argmax(1) != cons).mean()
