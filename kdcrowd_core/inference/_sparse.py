@@ -81,11 +81,23 @@ class AnswerOperator:
 
     def gather_sum(self, table: torch.Tensor) -> torch.Tensor:
         """``(R*K, K) -> (N, K)``: per item, the sum of ``table[r*K+c]`` over its answers."""
-        return torch.sparse.mm(self.A, table) if self.device.type != "cpu" else self.A @ table
+        return ones_csr_mm(self.A, table)
 
     def scatter_sum(self, q: torch.Tensor) -> torch.Tensor:
         """``(N, K) -> (R*K, K)``: per (worker, answer), the sum of ``q[i]`` over its answers."""
-        return torch.sparse.mm(self.At, q) if self.device.type != "cpu" else self.At @ q
+        return ones_csr_mm(self.At, q)
+
+
+def ones_csr_mm(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``m @ x`` for a CSR matrix ``m`` whose stored values are all one: row i sums the rows of ``x`` at
+    its column indices.  On the CPU this is ``embedding_bag(mode="sum")``: the same sums in the same
+    order (bit-identical results, tested), 1.5-5x faster than torch's CSR product here (1M answers,
+    K = 10: 1.9 ms instead of 3-11 ms per E-step).
+    """
+    if m.device.type != "cpu":
+        return torch.sparse.mm(m, x)
+    crow = m.crow_indices()
+    return torch.nn.functional.embedding_bag(m.col_indices(), x, crow[:-1], mode="sum")
 
 
 #: below this many answers a CPU fit runs on one thread: splitting microsecond-long

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ._sparse import AnswerOperator
+from ._sparse import AnswerOperator, ones_csr_mm
 
 #: answers per block of a CPU fit: big enough that the few microseconds of Python per block operation
 #: stay small (1M answers: 8 blocks), small enough that a block's N x K rows stay in a core's cache
@@ -47,7 +47,7 @@ class ItemBlock:
 
     def gather_sum(self, table: torch.Tensor) -> torch.Tensor:
         """``(R*K, K) -> (i1 - i0, K)``: per item of the block, the sum of ``table`` over its answers."""
-        return torch.sparse.mm(self.A, table) if self.A.device.type != "cpu" else self.A @ table
+        return ones_csr_mm(self.A, table)
 
 
 @dataclass
@@ -60,7 +60,7 @@ class KeyBlock:
 
     def scatter_sum(self, q: torch.Tensor) -> torch.Tensor:
         """``(N, K) -> (k1 - k0, K)``: the block's rows of ``A.T @ q``, each summed as the whole product sums it."""
-        return torch.sparse.mm(self.At, q) if self.At.device.type != "cpu" else self.At @ q
+        return ones_csr_mm(self.At, q)
 
 
 def _bounds(crow: torch.Tensor, n_rows: int, n_blocks: int) -> list[int]:

@@ -360,3 +360,19 @@ def test_ds_blocks_and_threads_do_not_change_results(monkeypatch):
         np.testing.assert_allclose(m.loss_history_, whole.loss_history_, rtol=1e-6)
     assert DawidSkene(tol=0, n_iter=2).fit(data).num_threads_ == min(before, 12)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ones_csr_mm_equals_the_csr_product(dtype):
+    """The E- and M-step products as embedding_bag sums: the CSR product's values bit for bit (repeated
+    answers, rows without answers, row slices as the EM blocks use them)."""
+    from kdcrowd_core.inference._sparse import _csr, ones_csr_mm
+    from kdcrowd_core.inference.blocks import _row_slice
+    rng = np.random.default_rng(2)
+    rows = torch.from_numpy(np.sort(rng.integers(0, 3_000, 40_000)))   # some rows empty, some repeated pairs
+    cols = torch.from_numpy(rng.integers(0, 500, 40_000))
+    m = _csr(rows, cols, 3_100, 500, dtype)
+    x = torch.from_numpy(rng.normal(size=(500, 7))).to(dtype)
+    assert torch.equal(ones_csr_mm(m, x), m @ x)
+    part = _row_slice(m, 1_000, 2_500)
+    assert torch.equal(ones_csr_mm(part, x), (m @ x)[1_000:2_500])
