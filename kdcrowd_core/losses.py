@@ -30,6 +30,35 @@ def _full(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+#: Up to this many classes, :func:`log_softmax_rows` / :func:`softmax_rows` compose elementwise ops and
+#: row sums on the CPU instead of calling torch's kernel.
+_FEW_CLASSES = 64
+
+
+def _composed(x: torch.Tensor) -> bool:
+    return x.dim() == 2 and x.shape[1] <= _FEW_CLASSES and x.device.type == "cpu"
+
+
+def log_softmax_rows(x: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(x, dim=1)`` of a (B, K) tensor.  With few classes on a CPU it is computed as
+    ``z - log(sum(exp(z)))`` with ``z = x - max(x)`` from elementwise ops and row sums: torch's kernel
+    handles a short last dimension one row at a time (a 4096 x 10 batch: 0.65 ms forward, 1.2 ms with the
+    backward of a soft cross-entropy, against 0.15 and 0.42 ms composed).  Same values to float rounding;
+    autograd gives the exact gradient (the max is a constant shift)."""
+    if not _composed(x):
+        return F.log_softmax(x, dim=1)
+    z = x - x.detach().amax(1, keepdim=True)
+    return z - z.exp().sum(1, keepdim=True).log()
+
+
+def softmax_rows(x: torch.Tensor) -> torch.Tensor:
+    """``softmax(x, dim=1)`` of a (B, K) tensor (composed like :func:`log_softmax_rows` for few classes)."""
+    if not _composed(x):
+        return F.softmax(x, dim=1)
+    e = (x - x.detach().amax(1, keepdim=True)).exp()
+    return e / e.sum(1, keepdim=True)
+
+
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return x.mean() if x.numel() else x.sum()
@@ -146,7 +175,7 @@ def mig_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor, prior: to
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None,
                        reduction: str = "mean") -> torch.Tensor:
     """``-sum_c t[c] log softmax(logits)[c]`` per item; ``targets`` (B, K) probabilities or (B,) codes."""
-    logp = F.log_softmax(_full(logits), dim=1)
+    logp = log_softmax_rows(_full(logits))
     if targets.dim() == 1:
         ce = -logp.gather(1, targets.view(-1, 1)).squeeze(1)
     else:

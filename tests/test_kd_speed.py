@@ -57,6 +57,10 @@ def test_fast_dropout_keeps_the_right_share_and_scales(keep):
     a = _keep_mask(torch.Size([64, 64]), keep)
     torch.manual_seed(5)
     assert torch.equal(a, _keep_mask(torch.Size([64, 64]), keep))   # seeded like every other draw
+    g = torch.Generator().manual_seed(5)
+    scaled = _keep_mask(torch.Size([37, 5]), keep, g, 1.0 / keep)   # odd size: not a whole number of bytes
+    g.manual_seed(5)
+    assert torch.equal(scaled, _keep_mask(torch.Size([37, 5]), keep, g) * (1.0 / keep))
 
 
 def test_posterior_of_all_items_by_ranges_equals_the_lookup_per_item():
@@ -134,3 +138,17 @@ def test_aggnet_m_step_by_key_equals_the_per_answer_sum():
     assert torch.equal(sub.cnt, ctx.ans.cnt[idx]) and int(sub.ptr[-1]) == int(mask.sum())
     assert torch.allclose(crowd_posterior(a, ctx.X[idx], sub), crowd_posterior(a, ctx.X, ctx.ans, items=idx),
                           atol=1e-6)
+
+
+@pytest.mark.parametrize("K", [1, 3, 10, 64, 65])
+def test_composed_softmax_rows_equal_torchs(K):
+    g = torch.Generator().manual_seed(K)
+    x = (4 * torch.randn(257, K, generator=g, dtype=torch.float64)).requires_grad_(True)
+    x[0, 0].data.fill_(80.0)      # a large logit: the max shift keeps exp finite
+    t = torch.softmax(torch.randn(257, K, generator=g, dtype=torch.float64), 1)
+    lp = L.log_softmax_rows(x)
+    ref = torch.log_softmax(x, 1)
+    assert torch.allclose(lp, ref, atol=1e-12) and torch.allclose(L.softmax_rows(x), ref.exp(), atol=1e-12)
+    (g_fast,) = torch.autograd.grad(-(t * lp).sum(), x)
+    (g_ref,) = torch.autograd.grad(-(t * ref).sum(), x)
+    assert torch.allclose(g_fast, g_ref, atol=1e-12)

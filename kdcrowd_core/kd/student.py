@@ -65,7 +65,7 @@ def train_student(ctx: _Ctx, head: Head, targets: torch.Tensor, train_idx: torch
 
     def dloss(lg, t, rows, w=None):
         if distill.startswith("mig"):
-            out = L.mig_loss(F.softmax(lg, 1), t, prior, f=distill.split("-", 1)[1],
+            out = L.mig_loss(L.softmax_rows(lg), t, prior, f=distill.split("-", 1)[1],
                              marginal_teacher=marg_targets if marg_all else None, self_index=rows, weight=w)
             return out + L.gce_loss(lg, t, q=cfg.gce_q) if robust == "gce" else out
         if robust == "gce":

@@ -45,7 +45,7 @@ def crowd_posterior(model: CrowdModel, X: torch.Tensor, ans: _Answers, items: to
                 lgs.append(logits)
             a0 = ans.ptr[s]
             ll = F.embedding_bag(key[int(a0):int(ans.ptr[e])], table, ans.ptr[s:e] - a0, mode="sum")
-            outs.append(F.softmax(logits + ll, dim=1))
+            outs.append(L.softmax_rows(logits + ll))
     for s in range(0, n if table is None else 0, chunk):   # per answer: CoNAL, a subset of items, a huge table
         if items is None:   # a range of items: their answers are one slice of the item-sorted answers
             e = min(s + chunk, n)

@@ -106,25 +106,34 @@ class BatchNorm(nn.BatchNorm1d):
         return super().forward(x)
 
 
-_BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
+#: ``(v >> k) & 1`` for every byte value v (256, 8): the 8 draws a random byte holds, in bit order.
+_BYTE_BITS = ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1).float()
+_SCALED_BITS: dict[float, torch.Tensor] = {}
 
 
-def _keep_mask(shape: torch.Size, keep: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A float mask of Bernoulli(``keep``) draws from ``generator`` (default: the global torch generator).
+def _keep_mask(shape: torch.Size, keep: float, generator: torch.Generator | None = None,
+               scale: float = 1.0) -> torch.Tensor:
+    """A float mask of Bernoulli(``keep``) draws from ``generator`` (default: the global torch generator),
+    0 or ``scale``.
 
-    ``keep = 0.5``: every bit of 64-bit random words is one draw (exact); otherwise each draw compares a
-    16-bit random number with ``round(keep * 2^16)`` (``keep`` rounded to 1/65536).  On a CPU this is 10-20x
-    faster than ``torch.bernoulli`` (one double per element), which dominated a small head's training step."""
+    ``keep = 0.5``: every bit of 64-bit random words is one draw (exact), looked up 8 at a time from the
+    random bytes in a 256 x 8 table (one ``index_select``: 0.24 ms for a 4096 x 128 mask against 0.74 ms with a
+    shift, a mask and two conversions per element); otherwise each draw compares a 16-bit random number with
+    ``round(keep * 2^16)`` (``keep`` rounded to 1/65536).  On a CPU this is 10-20x faster than
+    ``torch.bernoulli`` (one double per element), which dominated a small head's training step."""
     n = 1
     for s in shape:
         n *= int(s)
     if keep == 0.5:
         words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 63) // 64,), dtype=torch.int64, generator=generator)
-        bits = (words.view(torch.uint8).unsqueeze(1) >> _BIT_SHIFTS) & 1
-        return bits.view(-1)[:n].view(shape).to(torch.float32)
+        table = _SCALED_BITS.get(scale)
+        if table is None:
+            table = _SCALED_BITS.setdefault(scale, _BYTE_BITS * scale)
+        return table.index_select(0, words.view(torch.uint8)[:(n + 7) // 8].long()).view(-1)[:n].view(shape)
     words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64, generator=generator)
     r = words.view(torch.int16).view(-1)[:n].to(torch.int32) + 32768     # uniform in [0, 65536)
-    return (r < round(keep * 65536)).view(shape).to(torch.float32)
+    mask = (r < round(keep * 65536)).view(shape).to(torch.float32)
+    return mask if scale == 1.0 else mask.mul_(scale)
 
 
 class FastDropout(nn.Dropout):
@@ -139,7 +148,7 @@ class FastDropout(nn.Dropout):
         if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.p >= 1.0:
             return super().forward(x)
         keep = 1.0 - self.p
-        return x * (_keep_mask(x.shape, keep, self.generator).to(x.dtype) * (1.0 / keep))
+        return x * _keep_mask(x.shape, keep, self.generator, 1.0 / keep).to(x.dtype)
 
 
 def use_generator(module: nn.Module, generator: torch.Generator | None) -> None:
