@@ -153,6 +153,9 @@ def test_items_page_with_many_classes_ranks_the_relabel_list_when_asked(monkeypa
     assert len(at.dataframe) == 1 and not calls                        # the item table, no ranking yet
     shown = at.dataframe[0].value
     assert not any(str(col).startswith("prob_") for col in shown.columns)
+    downloads = [b.proto.label for b in at.get("download_button")]   # the class probabilities: a file of their own
+    assert downloads[0] == "Download every item's quality (CSV)" and len(downloads) == 2
+    assert downloads[1].endswith(" classes' probabilities (large CSV)")
     ds = at.session_state[state.DATASET]
     lab = qv.labels_cached(ds.key, ds.crowd, "default", False)
     lib = quality.item_quality(ds.crowd, lab.proba, class_probas=False)
