@@ -14,7 +14,7 @@ array, no Python loop per answer):
   expected gain in the probability that the item's label is right after one
   more answer from a worker who has not answered it yet (ActiveLab's idea, with
   the workers' estimated confusion matrices), plus half the probability that
-  the label is wrong now and half the share of answers against it.
+  the label is wrong now and the (smoothed) share of answers against it.
 - **Which workers to block or reward?**  :func:`worker_report` gives each worker's
   accuracy with a 95 % credible interval and flags from thresholds the user sets;
   :func:`block_list` / :func:`bonus_list` write them in the shapes MTurk and
@@ -55,7 +55,7 @@ from .data import CrowdData, as_crowd_data
 from .errors import CrowdDataError
 
 __all__ = [
-    "CrowdPosterior", "crowd_posterior", "answer_overdispersion", "item_quality", "relabel_next", "relabel_task_list",
+    "CrowdPosterior", "crowd_posterior", "answer_overdispersion", "item_quality", "relabel_next", "relabel_contested", "relabel_task_list",
     "worker_report", "WorkerThresholds", "block_list", "bonus_list", "accuracy_interval",
     "beta_interval", "run_predictions", "oof_classifier_proba", "labels_table", "gold_accuracy", "quality_scores", "QualityScores", "QUALITY_REASONS",
 ]
@@ -1155,14 +1155,15 @@ def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: Run
     """The ``budget`` items where one more answer is expected to help most (ActiveLab's idea, with worker quality).
 
     Each item's ``priority`` is ``expected_gain + RELABEL_WRONG_WEIGHT * (1 - quality)
-    + RELABEL_CONTESTED_WEIGHT * (1 - agreement)``:
+    + RELABEL_CONTESTED_WEIGHT * disagreement``:
     ``expected_gain`` (:func:`expected_gain`) is the expected increase in the probability that the item's
     label is right after one more answer from a worker who has not answered it yet (belief: the quality
     score for the consensus, the calibrated posterior for the other classes; the answer's effect through
     that worker pool's matrix), ``1 - quality`` the probability that the label is wrong now, and
-    ``1 - agreement`` the share of the item's answers against its label (1 without answers): on real
-    crowds workers err together, so the model's own expected gain under-counts the items an answer
-    turns, and split votes say so without a model.  Highest priority first; ties by the lower ranking score.  Items with a gold label are
+    ``disagreement = 1 - (votes + 1) / (answers + 2)`` the share of the item's answers against its label,
+    smoothed (:func:`relabel_contested`: one answer is not unanimity): on real crowds workers err
+    together, so the model's own expected gain under-counts the items an answer turns, and split votes
+    say so without a model.  Highest priority first; ties by the lower ranking score.  Items with a gold label are
     skipped unless ``exclude_gold=False``; ``candidates`` (bool (N,)) limits the choice further (e.g. to
     the items a platform can still send out).
 
@@ -1184,7 +1185,7 @@ def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: Run
     q0 = np.asarray(soft_labels, dtype=np.float64)
     sc = scores or quality_scores(data, q0, None if run is None else run.model_proba)
     gain = expected_gain(data, sc.posterior, sc.quality, sc.consensus)
-    contested = 1.0 - np.nan_to_num(sc.agreement, nan=0.0)
+    contested = relabel_contested(sc.agreement, data.answers_per_item())
     priority = gain + RELABEL_WRONG_WEIGHT * (1.0 - sc.quality) + RELABEL_CONTESTED_WEIGHT * contested
     order = np.lexsort((sc.rank_score, -np.round(priority, 9)))
     order = order[eligible[order]][:budget]
@@ -1199,15 +1200,27 @@ def relabel_next(data: CrowdData, soft_labels: np.ndarray, budget: int, run: Run
 #: Weight of "the label is probably wrong" (1 - quality) next to the expected gain in the relabel priority;
 #: chosen on simulated crowds and 20 repeats of the real crowds' protocol (benchmarks/quality.py).
 RELABEL_WRONG_WEIGHT = 0.5
-#: Weight of "the answers disagree" (1 - agreement; 1 for an item without answers) in the relabel priority;
+def relabel_contested(agreement: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    """The share of an item's answers against its label, Laplace-smoothed: ``1 - (votes + 1) / (answers + 2)``
+    (``votes = agreement * answers``; 0.5 without answers).  One answer for the label gives 1/3, two of two 1/4,
+    one of two 1/2, none of two 3/4: a single answer is not taken for unanimity, so items with few answers are
+    not pushed behind split ones (on the simulated crowd with 1-5 answers per item, sim A, the unsmoothed share
+    with the weight 0.5 gave up single-answer items whose extra answer gained most: -0.033 items per answer)."""
+    n = np.asarray(answers, dtype=np.float64)
+    votes = np.nan_to_num(np.asarray(agreement, dtype=np.float64), nan=0.0) * n
+    return 1.0 - (votes + 1.0) / (n + 2.0)
+
+
+#: Weight of "the answers disagree" (:func:`relabel_contested`) in the relabel priority;
 #: chosen like RELABEL_WRONG_WEIGHT.  On real crowds the posteriors are over-confident exactly where the answers
 #: disagree (dog, 2 answers per item: quality 0.72 on items whose consensus no answer gave, right 28 % of the time;
-#: 0.80 on split items, right 58 %), so the model-based terms under-rate them.  With 0.5 (was 0.25) every item whose
+#: 0.80 on split items, right 58 %), so the model-based terms under-rate them.  1.0 on the smoothed share (the
+#: same order on two answers per item as 0.5 on the plain share; was 0.25 on the plain share): every item whose
 #: consensus no answer supports came before every unanimous one (one answer cannot turn a 2-0 item) in all 80
-#: development starts of the real crowds (with 0.25 not in 45); on the
-#: development seeds 0-19 +0.020 items per answer on dog, within +-0.011 on face, LabelMe and Music, and
-#: -0.008 to -0.024 on the simulated crowds (docs/quality.md).
-RELABEL_CONTESTED_WEIGHT = 0.5
+#: development starts of the real crowds (with 0.25 not in 45); on the development seeds 0-19 +0.022 items per
+#: answer on dog, within +-0.011 on face, LabelMe and Music; on the simulated crowds -0.014 to +0.026 against 0.5
+#: on the plain share and -0.007 to -0.033 against 0.25 on it (docs/quality.md).
+RELABEL_CONTESTED_WEIGHT = 1.0
 #: Largest number of classes for which the next worker is drawn from each item's own available workers
 #: (an (items, K, K) computation); above it, from the whole pool.
 RELABEL_POOL_MAX_CLASSES = 64

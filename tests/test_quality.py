@@ -104,9 +104,13 @@ def test_relabel_next_prefers_uncertain_items_and_checks_budget(sim):
     nxt = quality.relabel_next(s.data, ds.proba_array_, 50)
     assert list(nxt["rank"]) == list(range(1, 51))
     assert (np.diff(nxt["priority"].to_numpy()) <= 1e-9).all()                  # highest priority first
+    votes = nxt["agreement"].fillna(0) * nxt["answers"]
     np.testing.assert_allclose(nxt["priority"], nxt["expected_gain"] + quality.RELABEL_WRONG_WEIGHT
                                * (1 - nxt["quality"]) + quality.RELABEL_CONTESTED_WEIGHT
-                               * (1 - nxt["agreement"].fillna(0)), atol=1e-9)
+                               * (1 - (votes + 1) / (nxt["answers"] + 2)), atol=1e-9)
+    # smoothed: one answer for the label is less settled than two of two, a split is contested, none of two most
+    np.testing.assert_allclose(quality.relabel_contested(np.array([1.0, 1.0, 0.5, 0.0, np.nan]),
+                                                         np.array([1, 2, 2, 2, 0])), [1 / 3, 1 / 4, 1 / 2, 3 / 4, 1 / 2])
     assert (nxt["expected_gain"] > -1e-9).all()        # the chosen items: an answer can only help in expectation
     assert not s.data.gold_mask[s.data.item_ids.get_indexer(nxt.index)].any()   # gold items skipped
     t = quality.item_quality(s.data, ds.proba_array_)
