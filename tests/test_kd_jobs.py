@@ -52,6 +52,8 @@ def test_jobs_side_by_side_give_the_results_of_one_after_the_other(sim):
         for bar in {key(e)[:3] for e in events}:
             eps = [e["epoch"] for e in events if key(e)[:3] == bar]
             assert eps == sorted(eps), bar
+        # stage 2 of round 1 trained beside round 2's fold models, its events still say round 1
+        assert [e["round"] for e in events if e["stage"] == "stage2"] == [1, 1, 2, 2]
         prog = [e["overall_progress"] for e in events]
         assert prog == sorted(prog) and prog[-1] == 1.0
     # another seed gives other jobs' streams (the seeds are not ignored)
@@ -119,3 +121,9 @@ def test_bars_of_jobs_side_by_side_stay_open_until_they_end():
     assert bars["teacher"]["done"]                               # reached its last epoch
     assert bars["out-of-fold teacher 1/2"]["done"]               # a later stage started: stopped early
     assert not bars["student (robust=none)"]["done"]
+    # round 2: stage 2 of round 1 beside the next round's fold models, one group
+    r2 = [dict(ev("stage 2", 1, "stage2"), round=1), dict(ev("next-round teacher 1/2", 1), round=2),
+          dict(ev("stage 2", 2, "stage2"), round=1)]
+    bars = progress.bars(events + r2)
+    assert not bars["round 1 · stage 2"]["done"] and not bars["round 2 · next-round teacher 1/2"]["done"]
+    assert bars["round 1 · student (robust=none)"]["done"]

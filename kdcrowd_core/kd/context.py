@@ -124,7 +124,7 @@ class _Run:
             self.done += int(n)
 
     def event(self, stage: str, epoch: int, n_epochs: int, loss: float | None, train_acc=None, valid_acc=None,
-              message: str = "", count: bool = True):
+              message: str = "", count: bool = True, round_: int | None = None):
         with self._lock:
             if count:
                 self.done += 1
@@ -137,7 +137,7 @@ class _Run:
                   "elapsed": time.perf_counter() - self.t0,
                   "stage_progress": float(epoch / n_epochs) if n_epochs else 1.0,
                   "overall_progress": min(1.0, self.done / self.total) if stage != "done" else 1.0,
-                  "message": message, "round": int(self.round)}
+                  "message": message, "round": int(self.round if round_ is None else round_)}
             self.history.append(ev)
             if self.callback is not None:
                 self.callback(ev)

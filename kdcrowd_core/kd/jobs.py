@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
 import numpy as np
 import torch
 
 from ..models.heads import use_generator
 from .context import _Ctx
 
-T = TypeVar("T")
-
 #: Tags of the job groups (part of each job's seed).
-TEACHER_JOBS, ROUND_JOBS, BASELINE_JOBS = 1, 2, 3
+TEACHER_JOBS, ROUND_JOBS, BASELINE_JOBS, STAGE2_JOBS = 1, 2, 3, 4
 
 
 def job_seed(seed: int, tag: int, index: int, round_: int = 1) -> int:
@@ -39,12 +35,31 @@ def job_seed(seed: int, tag: int, index: int, round_: int = 1) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-def job_context(ctx: _Ctx, tag: int, index: int) -> _Ctx:
+class _RoundView:
+    """The run as one job sees it: its events carry the job's round (stage 2 of round r - 1 trains beside the
+    fold models of round r)."""
+
+    def __init__(self, run, round_: int):
+        self._run, self.round = run, int(round_)
+
+    def __getattr__(self, name):
+        return getattr(self._run, name)
+
+    def event(self, *args, **kw):
+        return self._run.event(*args, round_=self.round, **kw)
+
+
+def job_context(ctx: _Ctx, tag: int, index: int, round_: int | None = None) -> _Ctx:
     """The context of one job: its own generator, no per-stage thread choice (the pool sets one thread).
     Under data parallelism every rank seeds it alike, and it is the generator the ranks keep in step while the
-    job runs (``DataParallel.gen``)."""
-    gen = torch.Generator().manual_seed(job_seed(ctx.cfg.seed, tag, index, ctx.run.round if ctx.run else 1))
-    return dataclasses.replace(ctx, gen=gen, max_threads=0)
+    job runs (``DataParallel.gen``).  ``round_``: the job's round (default the run's current one)."""
+    run = ctx.run
+    if round_ is None:
+        round_ = run.round if run is not None else 1
+    elif run is not None:
+        run = _RoundView(run, round_)
+    gen = torch.Generator().manual_seed(job_seed(ctx.cfg.seed, tag, index, round_))
+    return dataclasses.replace(ctx, gen=gen, max_threads=0, run=run)
 
 
 def job_width(ctx: _Ctx, n_jobs: int) -> int:
@@ -61,16 +76,17 @@ def job_width(ctx: _Ctx, n_jobs: int) -> int:
     return max(1, min(int(want), n_jobs))
 
 
-def run_jobs(ctx: _Ctx, tag: int, jobs: Sequence[tuple[Callable[[_Ctx], T], Sequence[torch.nn.Module]]]) -> list[T]:
-    """Run ``jobs`` (``(fn, models)``: ``fn(job_ctx)`` trains ``models``, already built) and return their
-    results in job order.  Each job's models draw their dropout masks from the job's generator while it runs."""
-    ctxs = [job_context(ctx, tag, j) for j in range(len(jobs))]
+def run_jobs(ctx: _Ctx, tag: int, jobs: Sequence[tuple]) -> list:
+    """Run ``jobs`` (``(fn, models)``: ``fn(job_ctx)`` trains ``models``, already built; or ``(fn, models,
+    (tag, index, round))`` naming the job's own seed and round) and return their results in job order.  Each
+    job's models draw their dropout masks from the job's generator while it runs."""
+    ctxs = [job_context(ctx, *(job[2] if len(job) > 2 else (tag, j))) for j, job in enumerate(jobs)]
     width = job_width(ctx, len(jobs))
     cpu = ctx.dev.type == "cpu" and ctx.dp is None
     threads_before = torch.get_num_threads()
 
     def one(j: int):
-        fn, models = jobs[j]
+        fn, models = jobs[j][:2]
         gen = ctxs[j].gen
         if cpu:
             torch.set_num_threads(1)         # this thread's intra-op pool (the caller's is restored below)

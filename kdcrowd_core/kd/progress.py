@@ -38,10 +38,17 @@ def bar_key(ev: Mapping, rounds: int | None = None) -> str | None:
 
 
 def job_group(ev: Mapping) -> tuple:
-    """The bars whose models may train side by side (kd/jobs.py): same stage (the baselines together) and
-    round."""
+    """The bars whose models may train side by side (kd/jobs.py): the teachers of round 1, the baselines, and
+    in round r > 1 the fold models with stage 2 of round r - 1; otherwise one bar's stage and round."""
     stage = str(ev.get("stage"))
-    return ("baseline" if stage.startswith("baseline-") else stage, int(ev.get("round") or 1))
+    r = int(ev.get("round") or 1)
+    if stage.startswith("baseline-"):
+        return ("baseline", 0)
+    if stage == "stage2":
+        return ("fold models and stage 2", r + 1)
+    if stage == "teacher" and r > 1:
+        return ("fold models and stage 2", r)
+    return (stage, r)
 
 
 def bars(events: Iterable[Mapping], finished: bool = False) -> dict[str, dict]:

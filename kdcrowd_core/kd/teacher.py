@@ -286,30 +286,49 @@ def run_round_targets(trainer: KDCrowd, stage2: CrowdModel, s_probs: torch.Tenso
     on the other folds (jobs side by side, :mod:`.jobs`); in-sample (``stage2``'s posteriors) when
     ``cross_fit_folds < 2``.  Sets ``targets_`` and returns it (N, K)."""
     cfg, ctx = trainer.config, trainer.ctx_
-    N, K, dev = ctx.N, ctx.K, ctx.dev
     t = time.perf_counter()
-    folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
-    if folds:
-        all_idx = torch.arange(N, device=dev)
-        ds_q = _to_t(trainer.ds_.proba_array_, dev)
-        targets = torch.zeros(N, K, device=dev)
-        fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds
-        models = [trainer.new_crowd_model(stage2.name) for _ in range(folds)]
-
-        def fold_job(f):
-            def job(jctx):
-                tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
-                train_crowd_model(jctx, models[f], tr, cfg.epochs_teacher, "teacher", student_probs=s_probs,
-                                  lam=cfg.stage2_lambda, init_q=ds_q, label=f"next-round teacher {f + 1}/{folds}")
-                return ho, crowd_posterior(models[f], jctx.X, jctx.ans, items=ho, target=cfg.teacher_target)
-            return job
-        for ho, q in run_jobs(ctx, ROUND_JOBS, [(fold_job(f), [models[f]]) for f in range(folds)]):
-            targets[ho] = q
+    if cfg.cross_fit_folds > 1:
+        jobs, finish = round_target_jobs(trainer, stage2.name, s_probs)
+        targets = finish(run_jobs(ctx, ROUND_JOBS, jobs))
     else:
-        targets = crowd_posterior(stage2, ctx.X, ctx.ans, target=cfg.teacher_target)
-    if cfg.use_gold and ctx.gold is not None:
-        g = ctx.gold >= 0
-        targets[g] = F.one_hot(ctx.gold[g], K).float()
+        targets = _with_gold(trainer, crowd_posterior(stage2, ctx.X, ctx.ans, target=cfg.teacher_target))
     trainer.targets_ = targets
     trainer.timings_["rounds"] = trainer.timings_.get("rounds", 0.0) + time.perf_counter() - t
+    return targets
+
+
+def round_target_jobs(trainer: KDCrowd, name: str, s_probs: torch.Tensor, round_: int | None = None):
+    """The next round's fold models as jobs (``cross_fit_folds > 1``; :func:`run_round_targets`): ``(jobs,
+    finish)``; the models are built now, ``finish(results)`` assembles the targets (N, K), gold clamped.
+    ``round_``: the jobs' round (named in their seeds and events; default the run's current round)."""
+    cfg, ctx = trainer.config, trainer.ctx_
+    N, K, dev = ctx.N, ctx.K, ctx.dev
+    folds = cfg.cross_fit_folds
+    all_idx = torch.arange(N, device=dev)
+    ds_q = _to_t(trainer.ds_.proba_array_, dev)
+    fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds
+    models = [trainer.new_crowd_model(name) for _ in range(folds)]
+
+    def fold_job(f):
+        def job(jctx):
+            tr, ho = all_idx[fold_of != f], all_idx[fold_of == f]
+            train_crowd_model(jctx, models[f], tr, cfg.epochs_teacher, "teacher", student_probs=s_probs,
+                              lam=cfg.stage2_lambda, init_q=ds_q, label=f"next-round teacher {f + 1}/{folds}")
+            return ho, crowd_posterior(models[f], jctx.X, jctx.ans, items=ho, target=cfg.teacher_target)
+        return job
+
+    def finish(results):
+        targets = torch.zeros(N, K, device=dev)
+        for ho, q in results:
+            targets[ho] = q
+        return _with_gold(trainer, targets)
+    ident = (lambda f: ()) if round_ is None else (lambda f: ((ROUND_JOBS, f, round_),))
+    return [(fold_job(f), [models[f]], *ident(f)) for f in range(folds)], finish
+
+
+def _with_gold(trainer: KDCrowd, targets: torch.Tensor) -> torch.Tensor:
+    ctx = trainer.ctx_
+    if trainer.config.use_gold and ctx.gold is not None:
+        g = ctx.gold >= 0
+        targets[g] = F.one_hot(ctx.gold[g], ctx.K).float()
     return targets

@@ -143,13 +143,33 @@ class KDCrowd:
         self.prepare(data, dev, Xv, yv, _Run(callback, cancel, total))
         self.run_teacher()
         student, s_probs = self.run_student()
-        stage2, stage2_q = self.run_stage2(s_probs)
+        prev = None          # the model stage 2 starts from: the teacher in round 1, then the last stage 2
         for r in range(2, cfg.rounds + 1):
+            if folds:        # stage 2 of round r - 1 needs nothing of round r: it trains beside its fold models
+                stage2, stage2_q = self._stage2_beside_next_round(s_probs, prev, r)
+            else:            # round r's targets are stage 2's posteriors
+                stage2, stage2_q = self.run_stage2(s_probs, teacher=prev)
+                self.ctx_.run.round = r
+                self.run_round_targets(stage2, s_probs)
             self.ctx_.run.round = r
-            self.run_round_targets(stage2, s_probs)
             student, s_probs = self.run_student()
-            stage2, stage2_q = self.run_stage2(s_probs, teacher=stage2)
+            prev = stage2
+        stage2, stage2_q = self.run_stage2(s_probs, teacher=prev)
         return self._collect(student, s_probs, stage2, stage2_q, Xt, yt, test_ids)
+
+    def _stage2_beside_next_round(self, s_probs: torch.Tensor, prev: CrowdModel | None, r: int):
+        """Stage 2 of round ``r - 1`` and the fold models of round ``r`` (both need only the student's
+        predictions ``s_probs``) as one group of jobs (:mod:`.jobs`).  Sets ``targets_``; returns stage 2's
+        ``(model, posteriors)``."""
+        from .jobs import STAGE2_JOBS, run_jobs
+        t = time.perf_counter()
+        s2_job, s2_model = _stage2.stage2_job(self, s_probs, prev)
+        name = (prev if prev is not None else self.teacher_).name
+        fold_jobs, finish = _teacher.round_target_jobs(self, name, s_probs, round_=r)
+        out = run_jobs(self.ctx_, STAGE2_JOBS, fold_jobs + [(s2_job, [s2_model], (STAGE2_JOBS, 0, r - 1))])
+        self.targets_ = finish(out[:-1])
+        self.timings_["rounds"] = self.timings_.get("rounds", 0.0) + time.perf_counter() - t
+        return out[-1]
 
     # ------------------------------------------------------- stages, reusable
     def prepare(self, data: CrowdData, dev: torch.device, Xv=None, yv=None, run: _Run | None = None) -> _Ctx:
