@@ -28,7 +28,7 @@ import torch
 from ..device import resolve_device
 from ..errors import CrowdDataError
 from ..io.chunked import CompactAnswers
-from ._sparse import float_dtype
+from ._sparse import float_dtype, ones_csr_mm
 from .dawid_skene import DawidSkene, center_rows, log_confusion, log_prior, posteriors
 from .majority_vote import MajorityVote
 from .one_coin import OneCoinDawidSkene, _coin_matrices, coin_log_table
@@ -114,7 +114,7 @@ class _Block:
         self.device = A.device
 
     def gather_sum(self, table: torch.Tensor) -> torch.Tensor:
-        return self.A @ table if self.device.type == "cpu" else torch.sparse.mm(self.A, table)
+        return ones_csr_mm(self.A, table)
 
 
 class ShardOperator:
@@ -192,8 +192,7 @@ class ShardOperator:
 
     def scatter_sum(self, q: torch.Tensor) -> torch.Tensor:
         """``(N, K) -> (R*K, K)`` summed over all ranks."""
-        s = self.At @ q if self.device.type == "cpu" else torch.sparse.mm(self.At, q)
-        return self.comm.sum_(s.contiguous())
+        return self.comm.sum_(ones_csr_mm(self.At, q).contiguous())
 
 
 @dataclass
