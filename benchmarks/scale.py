@@ -16,7 +16,7 @@ Sections (``--sections``, comma-separated; default all):
   setting), in a fresh process per run, idle and with ``--load-procs`` (2) competing CPU-bound processes,
   ``--repeats`` (5) idle/loaded pairs back to back, next to Crowd-Kit's DawidSkene on ``--ck-sizes`` (100k)
   answers under the same two conditions (``--no-crowdkit`` skips it): medians and the slow-downs.
-  Alone (``--sections ds``) it writes docs/benchmarks_scale_ds.md.
+  It writes docs/benchmarks_scale_ds.md (``--out`` when it is the only section).
 
     python benchmarks/scale.py                                  # everything (the 100M run needs ~3 min)
     python benchmarks/scale.py --sections procs,ds --answers 10M  # a quick look
@@ -24,7 +24,8 @@ Sections (``--sections``, comma-separated; default all):
     python benchmarks/scale.py --sections ds                    # DS idle vs loaded (~3 min)
     python benchmarks/scale.py --sections trainer --compare-ref ef2773f --out docs/benchmarks_scale_trainer.md
 
-Writes docs/benchmarks_scale.md (merged into docs/benchmarks.md by benchmarks/collect.py).
+Writes docs/benchmarks_scale.md and docs/benchmarks_scale_ds.md (merged into docs/benchmarks.md by
+benchmarks/collect.py).
 """
 from __future__ import annotations
 
@@ -278,6 +279,10 @@ def _time_child(n: int, *, crowdkit: bool, device: str, threads: int | None = No
     return json.loads(r.stdout.split("RESULT", 1)[1])
 
 
+#: a CPU-bound busy loop that ends when the benchmark does (its parent changes)
+_SPIN = "import os\np = os.getppid()\nwhile os.getppid() == p:\n    for _ in range(1_000_000):\n        pass\n"
+
+
 class _Load:
     """``n`` CPU-bound competing processes (pure-Python busy loops: what other users' single-threaded jobs look
     like to the scheduler), started once and paused (SIGSTOP) while the idle cells run, so that idle and loaded
@@ -287,7 +292,7 @@ class _Load:
     def __init__(self, n: int):
         import signal
         self._stop, self._cont = signal.SIGSTOP, signal.SIGCONT
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+        self.procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(n)]
         self.off()
 
     def on(self) -> None:
@@ -384,8 +389,8 @@ def main() -> None:
     ap.add_argument("--ds-threads", type=int, default=None,
                     help="ds section: also time kdcrowd with this fixed num_threads (diagnosis)")
     ap.add_argument("--tmp", default=None, help="folder for the generated files (default: a temporary folder)")
-    ap.add_argument("--out", default=None, help="default docs/benchmarks_scale.md; docs/benchmarks_scale_ds.md when "
-                    "the only section is ds")
+    ap.add_argument("--out", default=None, help="default docs/benchmarks_scale.md (the ds section: "
+                    "docs/benchmarks_scale_ds.md, or --out when it is the only section)")
     ap.add_argument("--trainer-items", type=int, default=100_000, help="items of the trainer section's crowd")
     ap.add_argument("--compare-ref", default=None, metavar="GIT_REV",
                     help="trainer section: also run the code of this git revision (e.g. the commit before the "
@@ -393,15 +398,18 @@ def main() -> None:
     ap.add_argument("--trainer-threads", type=int, default=None,
                     help="trainer section: OMP_NUM_THREADS of the train processes (default: unset)")
     a = ap.parse_args()
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups (the ds section's load)
     import torch
     secs = [s.strip() for s in a.sections.split(",") if s.strip()]
-    lines = ["## Scale (benchmarks/scale.py)", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
-             f"shared with other jobs while measured (load average at start {os.getloadavg()[0]:.1f}); "
-             f"Python {platform.python_version()}, torch {torch.__version__}; device `{a.device}`"
-             f"{'' if a.device != 'cpu' else ' (not measured on a GPU)'}. Command: `python benchmarks/scale.py "
-             f"{' '.join(sys.argv[1:]) or '(defaults)'}`.", ""]
+    head = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+            f"shared with other jobs while measured (load average at start {os.getloadavg()[0]:.1f}); "
+            f"Python {platform.python_version()}, torch {torch.__version__}; device `{a.device}`"
+            f"{'' if a.device != 'cpu' else ' (not measured on a GPU)'}. Command: `python benchmarks/scale.py "
+            f"{' '.join(sys.argv[1:]) or '(defaults)'}`.", ""]
+    lines = ["## Scale (benchmarks/scale.py)", "", *head]
+    ds_lines = ["## Scale: DS on a busy machine (benchmarks/scale.py --sections ds)", "", *head]
     with tempfile.TemporaryDirectory(dir=a.tmp) as t:
         tmp = Path(t)
         for s in secs:
@@ -413,16 +421,21 @@ def main() -> None:
             elif s == "trainer":
                 lines += section_trainer(tmp, a.trainer_items, a.compare_ref, a.trainer_threads)
             elif s == "ds":
-                lines += section_ds(a.device, not a.no_crowdkit, a.repeats, a.load_procs,
-                                    tuple(parse_size(x) for x in a.ck_sizes.split(",")), a.ds_threads)
+                ds_lines += section_ds(a.device, not a.no_crowdkit, a.repeats, a.load_procs,
+                                       tuple(parse_size(x) for x in a.ck_sizes.split(",")), a.ds_threads)
             else:
                 raise SystemExit(f"unknown section {s!r}")
             print(f"[{s}] {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-            print("\n".join(lines), flush=True)
-    out = a.out or str(ROOT / "docs" / ("benchmarks_scale_ds.md" if secs == ["ds"] else "benchmarks_scale.md"))
-    Path(out).write_text("\n".join(lines).rstrip() + "\n")
-    print(f"-> {out}")
-
+    # the ds section has its own file (docs/benchmarks_scale_ds.md) unless it is the only one and --out is given
+    outs = []
+    if secs != ["ds"]:
+        outs.append((a.out or str(ROOT / "docs" / "benchmarks_scale.md"), lines))
+    if "ds" in secs:
+        outs.append(((a.out if secs == ["ds"] else None) or str(ROOT / "docs" / "benchmarks_scale_ds.md"), ds_lines))
+    for out, text in outs:
+        print("\n".join(text), flush=True)
+        Path(out).write_text("\n".join(text).rstrip() + "\n")
+        print(f"-> {out}")
 
 if __name__ == "__main__":
     main()
