@@ -198,6 +198,14 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _softmax_(z: np.ndarray) -> np.ndarray:
+    """:func:`_softmax` in ``z``'s memory (the same numbers); returns ``z``."""
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
 #: Concentrations tried by :func:`answer_overdispersion` (the last one is practically independent answers).
 _CONCENTRATIONS = tuple(2.0 ** k for k in range(-2, 11)) + (1e6,)
 #: EM steps per concentration when :func:`answer_overdispersion` refits the mixture (measured: 10 and 30 steps
@@ -387,10 +395,12 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
             it = data.item[part]
             Tcol = cols.columns(part)                            # P(held-out answer | true j)
             rest = L[it] - np.log(np.clip(Tcol, _EPS, None))     # the other answers of the item
-            for g, (w, t) in enumerate(grid):
-                pri = base[it] if logm is None else (1 - w) * base[it] + w * logm[it]
-                qh = _softmax(pri + t * rest)
-                sums[g] += float(np.log(np.clip((qh * Tcol).sum(axis=1), _EPS, None)).sum())
+            for g, (w, t) in enumerate(grid):             # in place: one (n, K) array per setting, not five
+                qh = t * rest
+                qh += base[0] if logm is None else (1 - w) * base[it] + w * logm[it]
+                _softmax_(qh)
+                qh *= Tcol
+                sums[g] += float(np.log(np.clip(qh.sum(axis=1), _EPS, None)).sum())
         for g, (w, t) in enumerate(grid):
             if sums[g] / cand.size > best[0]:
                 best = (sums[g] / cand.size, t, w)
