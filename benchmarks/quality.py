@@ -21,7 +21,7 @@
    relabel-next with a 95 % interval (mean ± 1.96 standard errors over the repeats).  The real crowds'
    repeats use seeds 100, 101, ...: seeds 0-19 were used to choose the policy's settings.
 
-    python benchmarks/quality.py [--repeats 5] [--real-repeats 100] [--sim-seeds 3] [--quick]
+    python benchmarks/quality.py [--repeats 5] [--real-repeats 60] [--sim-seeds 3] [--quick]
 
 Writes docs/benchmarks_quality.md.
 """
@@ -315,7 +315,7 @@ def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5, help="repeats of the relabel test per simulated crowd")
-    ap.add_argument("--real-repeats", type=int, default=100, help="repeats of the relabel test per real crowd")
+    ap.add_argument("--real-repeats", type=int, default=60, help="repeats of the relabel test per real crowd")
     ap.add_argument("--sim-seeds", type=int, default=3, help="simulated crowds (seeds 7, 8, ...) per setting "
                                                             "for finding wrong labels")
     ap.add_argument("--quick", action="store_true", help="one simulated crowd, two repeats")
