@@ -161,6 +161,7 @@ class _Ctx:
     gen: torch.Generator | None = None
     dp: object | None = None                    # kd/distributed.py DataParallel: this rank's share of each epoch
     max_threads: int = 0                        # > 0: each stage uses this many CPU threads at most (steady_threads)
+    _feature_stats: tuple | None = field(default=None, repr=False)   # the items' (mean, std): fit_standardizer
 
     def pick_threads(self) -> None:
         """At the start of a stage on the CPU (``num_threads = 0``): torch's threads capped at the cores idle
@@ -179,6 +180,17 @@ class _Ctx:
     @property
     def N(self) -> int:
         return int(self.X.shape[0])
+
+    def fit_standardizer(self, head) -> None:
+        """``head.fit_standardizer(X)`` with the items' mean and std computed once per fit (every head of a run
+        is fitted on the same items; 100k x 128 features took 80 ms per head)."""
+        stats = self._feature_stats
+        if stats is None:
+            from ..models.heads import Standardizer
+            st = Standardizer(self.X.shape[1]).to(self.X.device).fit(self.X)
+            stats = self._feature_stats = (st.mean, st.std)
+        head.standardizer.mean.copy_(stats[0])
+        head.standardizer.std.copy_(stats[1])
 
     def autocast(self):
         if self.cfg.amp and self.dev.type == "cuda":

@@ -213,11 +213,11 @@ def new_student_members(ctx: _Ctx, robust: str) -> list[tuple[Head, Head | None]
         if k > 0:
             torch.manual_seed(cfg.seed * 7919 + 104729 * k)
         member = _make_head(cfg, ctx.X.shape[1], ctx.K, student=True, ensemble=False).to(ctx.dev)
-        member.fit_standardizer(ctx.X)
+        ctx.fit_standardizer(member)
         peer = None
         if robust == "co-teaching":
             peer = _make_head(cfg, ctx.X.shape[1], ctx.K, student=True, ensemble=False).to(ctx.dev)
-            peer.fit_standardizer(ctx.X)
+            ctx.fit_standardizer(peer)
         out.append((member, peer))
     return out
 

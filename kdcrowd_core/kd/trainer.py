@@ -210,7 +210,7 @@ class KDCrowd:
         m = build_crowd_model(teacher or cfg.teacher, head, ctx.R, ctx.K, init_matrices=self.ds_.worker_matrices_,
                               trace_lambda=cfg.trace_lambda, conal_beta=cfg.conal_beta,
                               alpha=cfg.aggnet_alpha).to(ctx.dev)
-        m.classifier.fit_standardizer(ctx.X)
+        ctx.fit_standardizer(m.classifier)
         return m
 
     def run_teacher(self, teacher: str | None = None) -> torch.Tensor:
