@@ -95,6 +95,8 @@ def test_a_failing_job_stops_the_others_and_its_error_is_raised(sim):
 
 def test_job_width_follows_the_idle_cores_and_is_one_under_data_parallelism(sim, monkeypatch):
     from kdcrowd_core.inference import threads as th
+    from kdcrowd_core.kd import context
+    monkeypatch.setattr(context, "_own_runnable_threads", lambda: 1)
     tr = KDCrowd(cfg())
     tr.prepare(sim.data, torch.device("cpu"))
     ctx = tr.ctx_
@@ -127,3 +129,17 @@ def test_bars_of_jobs_side_by_side_stay_open_until_they_end():
     bars = progress.bars(events + r2)
     assert not bars["round 1 · stage 2"]["done"] and not bars["round 2 · next-round teacher 1/2"]["done"]
     assert bars["round 1 · student (robust=none)"]["done"]
+
+
+def test_own_spinning_threads_are_not_competing_load(monkeypatch):
+    """torch's OpenMP workers still spin (runnable) just after a multi-threaded op; /proc/loadavg counts them
+    as other jobs, idle_cores must not."""
+    from kdcrowd_core.inference import threads as th
+    from kdcrowd_core.kd import context
+    monkeypatch.setattr(th, "steady_threads", lambda limit=None: 1)     # loadavg: one core looks busy
+    monkeypatch.setattr(context, "_own_runnable_threads", lambda: 2)    # ... by this process's own worker
+    assert context.idle_cores(2) == 2
+    monkeypatch.setattr(context, "_own_runnable_threads", lambda: 1)    # someone else
+    assert context.idle_cores(2) == 1
+    monkeypatch.undo()
+    assert context._own_runnable_threads() >= 1                         # the caller itself is running

@@ -3,6 +3,7 @@ progress), the classifier heads and the per-stage model selection on validation 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,37 @@ class _Answers:
         ptr = torch.zeros(idx.shape[0] + 1, dtype=torch.long, device=idx.device)
         ptr[1:] = torch.cumsum(cnt, 0)
         return _Answers(item, self.worker[keep], self.label[keep], ptr, cnt)
+
+
+def _own_runnable_threads() -> int:
+    """Threads of this process that are runnable now (Linux ``/proc/self/task``; 1 where unknown)."""
+    n = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for t in tasks:
+        try:
+            with open(f"/proc/self/task/{t}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        if st[st.rindex(")") + 2:st.rindex(")") + 3] == "R":
+            n += 1
+    return max(n, 1)
+
+
+def idle_cores(limit: int) -> int:
+    """Threads (or jobs side by side) to use now: :func:`~kdcrowd_core.inference.threads.steady_threads`
+    (the cores nobody else runs on, at most ``limit``), not counting this process's own runnable threads as
+    competing load: torch's OpenMP workers keep spinning for a moment after a multi-threaded op and showed up
+    as "another job" in ``/proc/loadavg``, which made the 100k run train its first job group one at a time on
+    an idle machine."""
+    from ..inference.threads import steady_threads
+    got = steady_threads(limit)
+    if got >= limit:
+        return got
+    return max(1, min(int(limit), got + _own_runnable_threads() - 1))
 
 
 def _auto_batch(n: int, batch_size: int) -> int:
@@ -169,8 +201,7 @@ class _Ctx:
         slowest thread: on this 2-core machine with other jobs running, a 4096 x 128 elementwise product took
         25 ms on 2 threads and 0.3 ms on 1."""
         if self.max_threads > 0 and self.dev.type == "cpu" and self.dp is None:
-            from ..inference.threads import steady_threads
-            torch.set_num_threads(steady_threads(self.max_threads))
+            torch.set_num_threads(idle_cores(self.max_threads))
 
     def batch_size(self, n: int) -> int:
         """Mini-batch size for ``n`` training items (this rank's share of it under data parallelism)."""

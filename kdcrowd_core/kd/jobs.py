@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..models.heads import use_generator
-from .context import _Ctx
+from .context import _Ctx, idle_cores
 
 #: Tags of the job groups (part of each job's seed).
 TEACHER_JOBS, ROUND_JOBS, BASELINE_JOBS, STAGE2_JOBS = 1, 2, 3, 4
@@ -69,8 +69,7 @@ def job_width(ctx: _Ctx, n_jobs: int) -> int:
     want = int(getattr(ctx.cfg, "parallel_jobs", 0) or 0)
     if want <= 0:
         if ctx.max_threads > 0:
-            from ..inference.threads import steady_threads
-            want = steady_threads(ctx.max_threads)
+            want = idle_cores(ctx.max_threads)
         else:
             want = int(ctx.cfg.num_threads) if ctx.cfg.num_threads > 0 else torch.get_num_threads()
     return max(1, min(int(want), n_jobs))
