@@ -143,3 +143,22 @@ def test_own_spinning_threads_are_not_competing_load(monkeypatch):
     assert context.idle_cores(2) == 1
     monkeypatch.undo()
     assert context._own_runnable_threads() >= 1                         # the caller itself is running
+
+
+def test_fewer_cross_fit_folds_from_large_n_on(sim, monkeypatch):
+    from kdcrowd_core.kd import config as kd_config
+    c = KDConfig()
+    assert c.folds_for(kd_config.LARGE_N_ITEMS - 1) == 5 and c.folds_for(kd_config.LARGE_N_ITEMS) == 3
+    assert KDConfig(cross_fit_folds_large=0).folds_for(10**6) == 5
+    assert KDConfig(cross_fit_folds=2).folds_for(10**6) == 2          # never more folds than asked for
+    assert KDConfig(cross_fit_folds=1).folds_for(10) == 0
+    with pytest.raises(Exception, match="cross_fit_folds_large"):
+        KDConfig(cross_fit_folds_large=-1).validate()
+    # a fit on a crowd at the threshold trains the large-N folds in both rounds, and its progress ends at 1
+    monkeypatch.setattr(kd_config, "LARGE_N_ITEMS", sim.data.n_items)
+    events = []
+    KDCrowd(cfg(cross_fit_folds=4, cross_fit_folds_large=2)).fit(sim.data, callback=events.append)
+    labels = {e["message"] for e in events if e["stage"] == "teacher"}
+    assert {m for m in labels if "out-of-fold" in m} == {"out-of-fold teacher 1/2", "out-of-fold teacher 2/2"}
+    assert {m for m in labels if "next-round" in m} == {"next-round teacher 1/2", "next-round teacher 2/2"}
+    assert events[-1]["overall_progress"] == 1.0

@@ -241,7 +241,7 @@ def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
     t = time.perf_counter()
     all_idx = torch.arange(N, device=dev)
     ds_q = _to_t(trainer.ds_.proba_array_, dev)
-    folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
+    folds = cfg.folds_for(N)
     teacher_m = trainer.new_crowd_model(teacher)
     fold_models = [trainer.new_crowd_model(teacher) for _ in range(folds)]
     fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds if folds else None
@@ -287,7 +287,7 @@ def run_round_targets(trainer: KDCrowd, stage2: CrowdModel, s_probs: torch.Tenso
     ``cross_fit_folds < 2``.  Sets ``targets_`` and returns it (N, K)."""
     cfg, ctx = trainer.config, trainer.ctx_
     t = time.perf_counter()
-    if cfg.cross_fit_folds > 1:
+    if cfg.folds_for(ctx.N):
         jobs, finish = round_target_jobs(trainer, stage2.name, s_probs)
         targets = finish(run_jobs(ctx, ROUND_JOBS, jobs))
     else:
@@ -303,7 +303,7 @@ def round_target_jobs(trainer: KDCrowd, name: str, s_probs: torch.Tensor, round_
     ``round_``: the jobs' round (named in their seeds and events; default the run's current round)."""
     cfg, ctx = trainer.config, trainer.ctx_
     N, K, dev = ctx.N, ctx.K, ctx.dev
-    folds = cfg.cross_fit_folds
+    folds = cfg.folds_for(N)
     all_idx = torch.arange(N, device=dev)
     ds_q = _to_t(trainer.ds_.proba_array_, dev)
     fold_of = torch.randperm(N, generator=ctx.gen).to(dev) % folds

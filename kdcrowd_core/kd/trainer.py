@@ -133,7 +133,7 @@ class KDCrowd:
                 torch.set_num_threads(old_threads)
 
     def _fit(self, data, cfg, dev, Xv, yv, Xt, yt, test_ids, callback, cancel) -> KDResult:
-        folds = cfg.cross_fit_folds if cfg.cross_fit_folds > 1 else 0
+        folds = cfg.folds_for(data.n_items)
         n_students = len(AUTO_ROBUST_CANDIDATES) if (cfg.robust == "auto" and Xv is not None) else 1
         per_round = cfg.epochs_student * n_students * cfg.student_ensemble + cfg.epochs_stage2
         total = (2 + cfg.epochs_teacher * (1 + folds) + per_round
