@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import _code_tree  # noqa: E402  (the reference code tree, as benchmarks/scale.py builds it)
 
 CHILD = r"""
 import json, sys, time, numpy as np, torch
@@ -75,14 +76,6 @@ for name, f in stages.items():
     out[name] = (time.process_time() - c) / E
 print("RESULT", json.dumps(out))
 """
-
-
-def _code_tree(rev: str, tmp: Path) -> Path:
-    dest = tmp / f"code-{re.sub(r'[^A-Za-z0-9_.-]', '_', rev)}"
-    dest.mkdir(parents=True, exist_ok=True)
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
-    return dest
 
 
 def _measure(code: Path, items: int, epochs: int) -> dict:
