@@ -125,6 +125,11 @@ def make(out: Path = OUT_DIR, sample_dir: Path = SAMPLE_DIR, quiet: bool = False
     result = trainer.result_
     t1 = time.time()
     trainer.save(tmp / "result")
+    # the repository keeps this run: its arrays compressed (KDResult.save writes them plain for speed; np.load reads both)
+    arrays_path = tmp / "result" / "arrays.npz"
+    with np.load(arrays_path) as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    np.savez_compressed(arrays_path, **arrays)
     digests = sample_digests(sample_dir)
     meta = {
         "format": FORMAT,
