@@ -436,9 +436,7 @@ def crowd_posterior(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nd
             q += w * logm
     else:
         q += pri
-    q -= q.max(axis=-1, keepdims=True)
-    np.exp(q, out=q)
-    q /= q.sum(axis=-1, keepdims=True)
+    _softmax_(q)
     return CrowdPosterior(proba=q, matrices=T, prior=prior, tau=float(t), weight=float(w),
                           heldout_loglik=float(ll) if np.isfinite(ll) else float("nan"), overdispersion=float(rho),
                           activity_pool=cols.activity_pool() if compact else None, prior_tempered=bool(temper_prior))
@@ -964,10 +962,7 @@ def _consensus_log_odds(L: np.ndarray, prior: np.ndarray, cons: np.ndarray) -> n
     for s in range(0, N, step):
         q = 1.0 * L[s:s + step]                 # crowd_posterior's final step on these rows (scale 1)
         q += log_prior
-        q -= q.max(axis=-1, keepdims=True)
-        np.exp(q, out=q)
-        q /= q.sum(axis=-1, keepdims=True)
-        np.clip(q, 1e-300, None, out=q)
+        np.clip(_softmax_(q), 1e-300, None, out=q)
         lo[s:s + step] = _log_odds_rows(q, cons[s:s + step])
     return lo
 
