@@ -43,7 +43,7 @@ from .context import (TrainingCancelled, _acc_np, _accuracy, _Answers, _auto_bat
 from .result import KDResult
 from .stage2 import run_stage2
 from .student import _agreement_weights, auto_forget_rate, run_student, train_student
-from .teacher import (_answers_subset, crowd_posterior, effective_worker_matrices, run_round_targets, run_teacher,
+from .teacher import (crowd_posterior, effective_worker_matrices, run_round_targets, run_teacher,
                       train_crowd_model)
 from .trainer import KDCrowd
 
@@ -53,6 +53,6 @@ __all__ = [
     "auto_forget_rate", "crowd_posterior", "effective_worker_matrices", "run_round_targets", "run_stage2",
     "run_student", "run_teacher", "train_crowd_model", "train_student",
     # private helpers re-exported for the benchmarks and tests that used them from the single module
-    "_Answers", "_Ctx", "_Run", "_Selector", "_acc_np", "_accuracy", "_agreement_weights", "_answers_subset",
+    "_Answers", "_Ctx", "_Run", "_Selector", "_acc_np", "_accuracy", "_agreement_weights",
     "_auto_batch", "_logits", "_make_head", "_state", "_to_t",
 ]

@@ -19,11 +19,12 @@ import dataclasses
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
 from ..models.heads import use_generator
-from .context import _Ctx, idle_cores
+from .context import TrainingCancelled, _Ctx, idle_cores
 
 #: Tags of the job groups (part of each job's seed).
 TEACHER_JOBS, ROUND_JOBS, BASELINE_JOBS, STAGE2_JOBS = 1, 2, 3, 4
@@ -121,7 +122,6 @@ def run_jobs(ctx: _Ctx, tag: int, jobs: Sequence[tuple]) -> list:
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="kd-job") as pool:
             list(pool.map(guarded, range(len(jobs))))
         if errors:
-            from .context import TrainingCancelled
             first = [e for _, e in errors if not isinstance(e, TrainingCancelled)] or [e for _, e in errors]
             raise first[0]
         return results

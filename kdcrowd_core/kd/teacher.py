@@ -217,17 +217,6 @@ def train_crowd_model(ctx: _Ctx, model: CrowdModel, train_idx: torch.Tensor, epo
     return model
 
 
-def _answers_subset(ans: _Answers, idx: torch.Tensor, N: int) -> _Answers:
-    mask = torch.zeros(N, dtype=torch.bool, device=idx.device)
-    mask[idx] = True
-    keep = mask[ans.item]
-    item = ans.item[keep]
-    cnt = torch.bincount(item, minlength=N)
-    ptr = torch.zeros(N + 1, dtype=torch.long, device=idx.device)
-    ptr[1:] = torch.cumsum(cnt, 0)
-    return _Answers(item, ans.worker[keep], ans.label[keep], ptr, cnt)
-
-
 # =============================================================== the teacher stage
 def run_teacher(trainer: KDCrowd, teacher: str | None = None) -> torch.Tensor:
     """Stage 1a: the full-data teacher (``teacher_``, ``teacher_q_``) and the student's targets
