@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from kdcrowd_core.errors import CrowdDataError
 from kdcrowd_core.kd import KDConfig, KDCrowd, TrainingCancelled, progress
 from kdcrowd_core.kd.jobs import job_seed, job_width
 from kdcrowd_core.simulate import simulate_crowd
@@ -152,7 +153,7 @@ def test_fewer_cross_fit_folds_from_large_n_on(sim, monkeypatch):
     assert KDConfig(cross_fit_folds_large=0).folds_for(10**6) == 5
     assert KDConfig(cross_fit_folds=2).folds_for(10**6) == 2          # never more folds than asked for
     assert KDConfig(cross_fit_folds=1).folds_for(10) == 0
-    with pytest.raises(Exception, match="cross_fit_folds_large"):
+    with pytest.raises(CrowdDataError, match="cross_fit_folds_large"):
         KDConfig(cross_fit_folds_large=-1).validate()
     # a fit on a crowd at the threshold trains the large-N folds in both rounds, and its progress ends at 1
     monkeypatch.setattr(kd_config, "LARGE_N_ITEMS", sim.data.n_items)
