@@ -133,6 +133,20 @@ def _numbers(t: pd.Series) -> pd.Series | None:
     return out
 
 
+def note_rewritten_numbers(text: pd.Series, num: pd.Series, note) -> None:
+    """A note naming the labels whose class name is written differently once read as numbers (``'+1'`` -> ``1``,
+    ``'1.50'`` -> ``1.5``): the classes stay distinct, only their spelling changes, and the report says so."""
+    ok = text.notna().to_numpy()
+    raw = text[ok].astype(str).to_numpy()
+    shown = np.array([str(v) for v in num[ok]], dtype=object)
+    changed = raw != shown
+    if changed.any():
+        pairs = [f"{r!r} -> {s!r}" for r, s in list(dict.fromkeys(zip(raw[changed], shown[changed])))[:3]]
+        n = int(changed.sum())
+        what = "label read as a number and written in its" if n == 1 else "labels read as numbers and written in their"
+        note(f"{n} {what} plain form ({', '.join(pairs)}); no two labels became one")
+
+
 def clean_labels(uniq: pd.Index, options: ReadOptions | None = None, notes: list[str] | None = None,
                  path: str | None = None, apply_map: bool = True) -> pd.Series:
     """Labels as classes: see the module docstring.  Objects, None where missing."""
@@ -182,6 +196,8 @@ def clean_labels(uniq: pd.Index, options: ReadOptions | None = None, notes: list
                                     "reading them as numbers (label_merge_numbers)")
                     if m:
                         note(m)
+                else:
+                    note_rewritten_numbers(t, num, note)
                 out = num
             else:
                 c = _clash(pd.Series(t.to_numpy(dtype=object)), num)

@@ -195,6 +195,15 @@ def test_harmless_cleanup_still_happens():
     assert list(n.classes) == [1, 2, 10]
 
 
+def test_labels_respelled_as_numbers_are_reported():
+    d = read_answers(b"item,worker,label\n1,a,+1\n1,b,-1\n2,a,1.50\n", name="s.csv")
+    assert sorted(d.classes) == [-1.0, 1.0, 1.5]
+    notes = " ".join(d.report[0].notes)
+    assert "3 labels read as numbers" in notes and "'+1' -> '1.0'" in notes and "'1.50' -> '1.5'" in notes
+    plain = read_answers(b"item,worker,label\n1,a,1\n1,b,-1\n", name="p.csv")
+    assert not any("read as numbers" in n for n in plain.report[0].notes)
+
+
 def test_case_fold():
     raw = b"item,worker,label\n1,a,Cat\n1,b,cat\n2,a,DOG\n2,b,dog\n"
     assert len(read_answers(raw, name="c.csv").classes) == 4
