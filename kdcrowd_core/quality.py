@@ -742,6 +742,12 @@ RANK_POSTERIOR_WEIGHT = 0.95
 _RANK_BLOCK = 1_000_000         # numbers per block of rows in :func:`_rank_score` (8 MB in float64)
 #: Gold items needed before the quality score is calibrated on gold rather than on held-out answers.
 MIN_GOLD_FOR_CALIBRATION = 30
+#: Items with two or more answers needed to hold answers out (:func:`heldout_refit_tau`); below it, and without
+#: gold, nothing checks the quality (one answer per item: every worker looks right) and ``calibration`` says so.
+MIN_ITEMS_TO_HOLD_OUT = 10
+UNCHECKED_CALIBRATION = ("nothing: fewer than 10 items have two or more answers, so no answer could be held out "
+                         "and no gold was given; the workers' accuracy cannot be estimated from one answer per "
+                         "item, so read the quality as an order only, not as a probability")
 
 
 @dataclass
@@ -753,7 +759,8 @@ class QualityScores:
     method's posterior, with a model's probabilities as a second opinion when given; ties between
     saturated posteriors broken by the posterior's log-odds, see :func:`_rank_score`),
     ``quality`` (``rank_score`` mapped to a probability by a logistic fit), ``calibration`` (on what the
-    fit was made: ``"gold (n items, cross-fitted)"`` or ``"held-out answers"``), ``posterior`` (the
+    fit was made: ``"gold (n items)"``, ``"held-out answers"``, or ``UNCHECKED_CALIBRATION`` when no gold was
+    given and too few items have two answers to hold one out), ``posterior`` (the
     calibrated :class:`CrowdPosterior`).
     """
 
@@ -886,13 +893,13 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
     never saw the held-out answers: a worker's matrix fitted on an answer predicts that answer too well and
     rewards sharp posteriors, so the in-sample choice stays at ``tau`` near 1 where the refit finds 0.25-0.75
     on the real crowds (docs/quality.md, "Label-free calibration").  Returns ``(nan, empty)`` (no choice) when
-    fewer than 10 items have two answers or above ``RELABEL_POOL_MAX_CLASSES`` classes.
+    fewer than ``MIN_ITEMS_TO_HOLD_OUT`` items have two answers or above ``RELABEL_POOL_MAX_CLASSES`` classes.
     """
     from .inference import DEFAULT_METHOD, get_method
     data = as_crowd_data(data)
     N, K = data.n_items, data.n_classes
     n_per = data.answers_per_item()
-    if K > RELABEL_POOL_MAX_CLASSES or int((n_per >= 2).sum()) < 10:
+    if K > RELABEL_POOL_MAX_CLASSES or int((n_per >= 2).sum()) < MIN_ITEMS_TO_HOLD_OUT:
         return float("nan"), np.zeros(0)
     rng = np.random.default_rng(seed)
     item, worker, label = data.item, data.worker, data.label
@@ -1028,7 +1035,7 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
         how = f"gold ({known.size} items)"
     else:
         a, b = _platt(x, post.proba[np.arange(N), cons])
-        how = "held-out answers"
+        how = "held-out answers" if int((n >= 2).sum()) >= MIN_ITEMS_TO_HOLD_OUT else UNCHECKED_CALIBRATION
     if not a > 0:          # a degenerate fit (e.g. every gold item right): keep the order, scale by the posterior
         a, b = _platt(x, post.proba[np.arange(N), cons])
     quality = _sigmoid(a * x + b)

@@ -69,11 +69,24 @@ def test_label_free_calibration_and_reasons():
     data = CrowdData.from_frame(df)
     mv = get_method("mv").fit(data)
     t = quality.item_quality(data, mv.proba_array_)
-    assert t.attrs["calibration"] == "held-out answers"
+    assert t.attrs["calibration"] == quality.UNCHECKED_CALIBRATION      # 2 items with two answers: too few
     assert t.index[-1] == "a" and t.loc["a", "reason"] == ""
     assert "contested" in t.loc["b", "reason"] and t.loc["b", "agreement"] == 0.5
     assert t.loc["a", "quality"] > t.loc["b", "quality"]
     assert t.loc["c", "votes"] == "y×1" and t.loc["b", "votes"] in ("x×2, y×2", "y×2, x×2")
+
+
+def test_calibration_says_when_nothing_could_check_it():
+    s = simulate_crowd(n_items=120, n_classes=3, n_workers=8, answers_per_item=(2, 3), gold_fraction=0.0, seed=3)
+    ds = get_method("dawid_skene").fit(s.data)
+    assert quality.item_quality(s.data, ds.proba_array_).attrs["calibration"] == "held-out answers"
+    # one answer per item: every worker looks right, nothing can be held out
+    first = np.unique(s.data.item, return_index=True)[1]
+    one = CrowdData.from_arrays(s.data.item[first], s.data.worker[first], s.data.label[first],
+                                n_items=s.data.n_items, n_workers=s.data.n_workers, n_classes=3)
+    t = quality.item_quality(one, get_method("dawid_skene").fit(one).proba_array_)
+    assert t.attrs["calibration"] == quality.UNCHECKED_CALIBRATION
+    assert "order only" in t.attrs["calibration"]
 
 
 def test_run_columns_reasons_and_fixed_broke():
