@@ -745,7 +745,7 @@ MIN_GOLD_FOR_CALIBRATION = 30
 #: Items with two or more answers needed to hold answers out (:func:`heldout_refit_tau`); below it, and without
 #: gold, nothing checks the quality (one answer per item: every worker looks right) and ``calibration`` says so.
 MIN_ITEMS_TO_HOLD_OUT = 10
-UNCHECKED_CALIBRATION = ("nothing: fewer than 10 items have two or more answers, so no answer could be held out "
+UNCHECKED_CALIBRATION = (f"nothing: fewer than {MIN_ITEMS_TO_HOLD_OUT} items have two or more answers, so no answer could be held out "
                          "and no gold was given; the workers' accuracy cannot be estimated from one answer per "
                          "item, so read the quality as an order only, not as a probability")
 
