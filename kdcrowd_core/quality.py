@@ -874,6 +874,26 @@ REFIT_TOL = 1e-4
 REFIT_MAX_ITEMS = 10_000
 
 
+def heldout_splits(data: CrowdData, *, folds: int, repeats: int, rng: np.random.Generator):
+    """Yield ``(held_out, rest)`` ``repeats * folds`` times: per repeat one random answer of every item with two
+    or more answers is drawn and those items split in ``folds``; ``held_out`` holds one fold's drawn answers
+    (indices into ``data``'s answers) and ``rest`` is ``data`` without them (same items, workers, classes)."""
+    item = data.item
+    N = data.n_items
+    eligible = np.flatnonzero(np.bincount(item, minlength=N) >= 2)
+    for _ in range(int(repeats)):
+        order = rng.permutation(item.size)
+        held = np.full(N, -1)
+        held[item[order[::-1]]] = order[::-1]             # one random answer per item
+        fold = rng.permutation(eligible.size) % int(folds)
+        for f in range(int(folds)):
+            out = held[eligible[fold == f]]
+            keep = np.ones(item.size, dtype=bool)
+            keep[out] = False
+            yield out, CrowdData.from_arrays(item[keep], data.worker[keep], data.label[keep], n_items=N,
+                                             n_workers=data.n_workers, n_classes=data.n_classes, validate=False)
+
+
 def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: int = REFIT_FOLDS,
                       repeats: int = REFIT_REPEATS, taus: tuple[float, ...] = REFIT_TAUS,
                       max_items: int = REFIT_MAX_ITEMS, seed: int = 0) -> tuple[float, np.ndarray]:
@@ -910,38 +930,28 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
         keep = pick[item]
         item, worker, label = new_index[item[keep]], worker[keep], label[keep]
         N = int(max_items)
-        n_per = np.bincount(item, minlength=N)
     s = float(K if strength is None else strength)
     taus_arr = np.asarray(taus, dtype=np.float64)
     sums = np.zeros(taus_arr.size)
     count = 0
-    eligible = np.flatnonzero(n_per >= 2)
     small = item.size <= REFIT_SMALL_ANSWERS
     if not small:
         repeats = max(1, min(int(repeats), REFIT_REPEATS * REFIT_SMALL_ANSWERS // item.size))
     refit_options = {} if small else {"tol": REFIT_TOL}
-    for _ in range(int(repeats)):
-        order = rng.permutation(item.size)
-        held = np.full(N, -1)
-        held[item[order[::-1]]] = order[::-1]             # one random answer per item
-        fold = rng.permutation(eligible.size) % int(folds)
-        for f in range(int(folds)):
-            out = held[eligible[fold == f]]
-            keep = np.ones(item.size, dtype=bool)
-            keep[out] = False
-            rest = CrowdData.from_arrays(item[keep], worker[keep], label[keep], n_items=N, n_workers=data.n_workers,
-                                         n_classes=K, validate=False)
-            q = get_method(DEFAULT_METHOD, use_gold=False, **refit_options).fit(rest).proba_array_
-            T = _shrunk_matrices(rest, q, s)
-            _, L = _answer_loglik(rest, np.log(np.clip(T, _EPS, None)))
-            prior = q.mean(axis=0) + 1e-6
-            log_prior = np.log(prior / prior.sum())
-            it = item[out]
-            col = T[worker[out], :, label[out]]           # P(held-out answer | true j)
-            for k, t in enumerate(taus_arr):
-                qh = _softmax(t * (log_prior[None] + L[it]))
-                sums[k] += float(np.log(np.clip((qh * col).sum(axis=1), _EPS, None)).sum())
-            count += out.size
+    sample = CrowdData.from_arrays(item, worker, label, n_items=N, n_workers=data.n_workers, n_classes=K,
+                                   validate=False)
+    for out, rest in heldout_splits(sample, folds=folds, repeats=repeats, rng=rng):
+        q = get_method(DEFAULT_METHOD, use_gold=False, **refit_options).fit(rest).proba_array_
+        T = _shrunk_matrices(rest, q, s)
+        _, L = _answer_loglik(rest, np.log(np.clip(T, _EPS, None)))
+        prior = q.mean(axis=0) + 1e-6
+        log_prior = np.log(prior / prior.sum())
+        it = item[out]
+        col = T[worker[out], :, label[out]]           # P(held-out answer | true j)
+        for k, t in enumerate(taus_arr):
+            qh = _softmax(t * (log_prior[None] + L[it]))
+            sums[k] += float(np.log(np.clip((qh * col).sum(axis=1), _EPS, None)).sum())
+        count += out.size
     curve = sums / max(count, 1)
     return float(taus_arr[int(np.argmax(curve))]), curve
 

@@ -133,7 +133,7 @@ def _numbers(t: pd.Series) -> pd.Series | None:
     return out
 
 
-def note_rewritten_numbers(text: pd.Series, num: pd.Series, note) -> None:
+def _note_rewritten_numbers(text: pd.Series, num: pd.Series, note) -> None:
     """A note naming the labels whose class name is written differently once read as numbers (``'+1'`` -> ``1``,
     ``'1.50'`` -> ``1.5``): the classes stay distinct, only their spelling changes, and the report says so."""
     ok = text.notna().to_numpy()
@@ -197,7 +197,7 @@ def clean_labels(uniq: pd.Index, options: ReadOptions | None = None, notes: list
                     if m:
                         note(m)
                 else:
-                    note_rewritten_numbers(t, num, note)
+                    _note_rewritten_numbers(t, num, note)
                 out = num
             else:
                 c = _clash(pd.Series(t.to_numpy(dtype=object)), num)
