@@ -151,7 +151,10 @@ def finding_wrong(name: str, data: CrowdData, truth: np.ndarray, seed: int = 0) 
     other = known[~half]
     right_other = (cons[other] == truth[other]).astype(float)
     return {"crowd": name, "items with truth": int(m.sum()), "consensus accuracy": 1 - wrong.mean(),
-            "AUROC quality": auroc(-sc.quality[m], wrong), "AUROC agreement": auroc(-agree[m], wrong),
+            "AUROC quality": auroc(-sc.quality[m], wrong),
+            "AUROC quality, fixed ranking (before)": auroc(-sc_before.quality[m], wrong),
+            "w": sc.rank_weight, "strength": sc.rank_strength,
+            "AUROC agreement": auroc(-agree[m], wrong),
             "AUROC DS confidence": auroc(-ds.max(1)[m], wrong),
             "AUROC method confidence": auroc(-q0.max(1)[m], wrong),
             "mean quality (label-free)": float(sc.quality[m].mean()),
@@ -207,7 +210,7 @@ def choose(strategy: str, data: CrowdData, q0: np.ndarray, budget: int, eligible
         order = np.lexsort((rng.random(el.size), agree[el]))
         return el[order[:budget]]
     if strategy == "lowest quality":
-        sc = scores or quality.quality_scores(data, q0, heldout_refit=False)   # the ranking only (the same either way)
+        sc = scores or quality.quality_scores(data, q0)
         order = np.lexsort((rng.random(el.size), sc.rank_score[el]))
         return el[order[:budget]]
     t = quality.relabel_next(data, q0, budget, candidates=eligible, exclude_gold=False, scores=scores)
@@ -359,7 +362,10 @@ def main(argv=None) -> int:
              "## Finding wrong consensus labels", "",
              "AUROC of each score for wrong vs right consensus labels (higher is better); calibration of the "
              "quality score (ECE: expected calibration error over 10 bins, lower is better). `rho`, `tau`: the "
-             "label-free over-dispersion and tempering chosen; `ECE label-free before`: the label-free calibration "
+             "label-free over-dispersion and tempering chosen; `w`, `strength`: the ranking's weight of the "
+             "posteriors against vote agreement and the shrinkage of its third posterior, chosen on held-out "
+             "answers (`quality.heldout_choice`); `AUROC quality, fixed ranking (before)`: the ranking before that "
+             "choice (`w` = 0.95, no shrunk posterior); `ECE label-free before`: the label-free calibration "
              "before issue #9 item 2 (`rho` read off the soft labels, `tau` chosen in-sample), same crowds. Sims D "
              "and E (harder: workers err together on hard items) are in this table only.", "",
              to_markdown(find, 3), "",

@@ -1,21 +1,24 @@
-"""EXPERIMENTAL, not adopted: other ways to rank likely-wrong consensus labels, measured against the ranking
-kdcrowd uses (``quality._rank_score``: ``0.95 * mean(P_method, P_DS)(consensus) + 0.05 * vote agreement``).
+"""Ranking likely-wrong consensus labels: kdcrowd's ranking (``quality.quality_scores``) against the fixed blend it
+replaced and the alternatives measured on the way (EXPERIMENTAL, not adopted).
 
-Why: on sim E (8 classes, 2-3 answers, instance noise 0.8; ``benchmarks/quality.py``) the quality score's
-AUROC is below plain vote agreement's on seeds 7 and 8.  There 17-28 % of the consensus labels were given by
-none of the item's answers (inferred from learnt worker confusions); they are right 11 % and 13 % of the time
-yet their posterior averages 0.56 and 0.49 (columns "accuracy of those", "their posterior (mean)").  Each variant below is
-label-free (gold only scores it):
+The fixed blend was ``0.95 * mean(P_method, P_DS)(consensus) + 0.05 * vote agreement``.  On sim E (8 classes,
+2-3 answers, instance noise 0.8; ``benchmarks/quality.py``) its AUROC is below plain vote agreement's on seeds 7
+and 8.  There 17-28 % of the consensus labels were given by none of the item's answers (inferred from learnt
+worker confusions); they are right 11 % and 13 % of the time yet their posterior averages 0.56 and 0.49 (columns
+"accuracy of those", "their posterior (mean)").  kdcrowd's ranking now adds a third posterior (worker matrices
+shrunk by the strength that best predicts held-out answers) and chooses the weight against vote agreement on
+held-out answers (``quality.heldout_choice``).  The other variants, all label-free (gold only scores them):
 
-- ``blend chosen on held-out answers``: the weight ``w`` of the posterior against vote agreement
-  (0, 0.2, ..., 0.95) chosen on refits without one held-out answer per item (4 folds x 3 draws, items with
+- ``blend chosen on held-out answers``: the adopted weight choice without the third posterior: the weight
+  ``w`` of the posterior against vote agreement (0, 0.2, ..., 0.95) chosen on refits without one held-out answer per item (4 folds x 3 draws, items with
   two or more remaining answers): the AUROC of the score for "the held-out answer equals the refit's
-  consensus", leaving 0.95 only when the gain is 1.64 bootstrap standard errors or more;
-- ``+ one-coin``: 0.8 x the current score + 0.2 x one-coin Dawid-Skene's probability of the consensus;
-- ``bagged refits``: the current score with the method's and Dawid-Skene's probabilities averaged over the
+  consensus", leaving 0.95 only when the gain is 1.64 bootstrap standard errors or more (the library's
+  ``quality._choose_rank_weight``);
+- ``+ one-coin``: 0.8 x the fixed blend + 0.2 x one-coin Dawid-Skene's probability of the consensus;
+- ``bagged refits``: the fixed blend with the method's and Dawid-Skene's probabilities averaged over the
   same 12 refits (each item only in the refits that kept all its answers).
 
-    python benchmarks/quality_ranking_variants.py [--seeds 7,8,9]
+    python benchmarks/quality_ranking_variants.py [--seeds 7,8,9] [--out FILE.md]
 
 Writes docs/benchmarks_quality_ranking_variants.md.  Needs ../shared/datasets for the real crowds (skipped,
 with a note, when absent).
@@ -38,12 +41,12 @@ from quality import CALIB_SIMS, SIMS, auroc, real_crowds, to_markdown  # noqa: E
 
 from kdcrowd_core.data import CrowdData  # noqa: E402
 from kdcrowd_core.inference import DEFAULT_METHOD, get_method  # noqa: E402
-from kdcrowd_core.quality import heldout_splits  # noqa: E402
+from kdcrowd_core.quality import (  # noqa: E402
+    RANK_POSTERIOR_WEIGHT, _choose_rank_weight, heldout_splits, quality_scores)
 from kdcrowd_core.simulate import simulate_crowd  # noqa: E402
 
 OUT = ROOT / "docs" / "benchmarks_quality_ranking_variants.md"
-BLEND_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
-CURRENT_WEIGHT = 0.95
+FIXED_WEIGHT = RANK_POSTERIOR_WEIGHT          # the fixed blend's weight
 
 
 def fit(name: str, data: CrowdData) -> np.ndarray:
@@ -80,20 +83,6 @@ def refits(data: CrowdData, cons: np.ndarray, folds: int = 4, repeats: int = 3, 
     return held, bag / np.maximum(kept, 1)
 
 
-def chosen_weight(p: np.ndarray, a: np.ndarray, y: np.ndarray, z: float = 1.64, boots: int = 100) -> float:
-    """The blend weight the held-out answers prefer, when clearly better than the current one."""
-    base = auroc(blend(p, a, CURRENT_WEIGHT), y)
-    idx = np.random.default_rng(1).integers(0, y.size, size=(boots, y.size))
-    best, best_w = base, CURRENT_WEIGHT
-    for w in BLEND_WEIGHTS:
-        gain = auroc(blend(p, a, w), y) - base
-        se = np.std([auroc(blend(p[b], a[b], w), y[b]) - auroc(blend(p[b], a[b], CURRENT_WEIGHT), y[b])
-                     for b in idx])
-        if gain > z * se and base + gain > best:
-            best, best_w = base + gain, w
-    return best_w
-
-
 def variants(name: str, data: CrowdData, truth: np.ndarray) -> dict:
     data = CrowdData.from_arrays(data.item, data.worker, data.label, n_items=data.n_items,
                                  n_workers=data.n_workers, n_classes=data.n_classes, validate=False)  # no gold
@@ -112,22 +101,24 @@ def variants(name: str, data: CrowdData, truth: np.ndarray) -> dict:
 
     (hp, ha, hy, hn), bagged = refits(data, cons)
     two = hn >= 2
-    w = chosen_weight(hp[two], ha[two], hy[two])
-    current = blend(p, agree, CURRENT_WEIGHT)
+    w = _choose_rank_weight(hp[two], ha[two], hy[two], np.random.default_rng(1))
+    current = blend(p, agree, FIXED_WEIGHT)
     return {"crowd": name, "consensus accuracy": 1 - wrong.mean(),
             "consensus given by no answer": float((agree == 0).mean()),
             "accuracy of those": float((cons == truth)[m & none].mean()) if (m & none).any() else float("nan"),
             "their posterior (mean)": float(p[none].mean()) if none.any() else float("nan"),
             "AUROC agreement": auc(agree), "AUROC DS confidence": auc(ds[rows, cons]),
-            "AUROC current": auc(current),
+            "AUROC kdcrowd": auc(quality_scores(data, q0).rank_score),
+            "AUROC fixed blend (before)": auc(current),
             "w chosen": w, "AUROC blend chosen on held-out answers": auc(blend(p, agree, w)),
             "AUROC + one-coin": auc(0.8 * current + 0.2 * oc[rows, cons]),
-            "AUROC bagged refits": auc(blend(bagged, agree, CURRENT_WEIGHT))}
+            "AUROC bagged refits": auc(blend(bagged, agree, FIXED_WEIGHT))}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="7,8,9", help="simulator seeds per simulated setting")
+    ap.add_argument("--out", type=Path, default=OUT, help="the markdown table (default: %(default)s)")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.time()
@@ -145,16 +136,19 @@ def main(argv=None) -> int:
     cols = [c for c in df.columns if c.startswith("AUROC") and c not in ("AUROC agreement", "AUROC DS confidence")]
     fails = {c: df.loc[(df[c] <= df["AUROC agreement"]) | (df[c] <= df["AUROC DS confidence"]), "crowd"].tolist()
              for c in cols}
-    lines = ["# EXPERIMENTAL: ranking variants for finding wrong consensus labels (not adopted)", "",
-             f"`python benchmarks/quality_ranking_variants.py --seeds {args.seeds}` ({time.strftime('%Y-%m-%d')}, "
+    command = f"python benchmarks/quality_ranking_variants.py --seeds {args.seeds}" + (
+        "" if args.out == OUT else f" --out {args.out}")
+    lines = ["# Ranking wrong consensus labels: kdcrowd's ranking, the fixed blend before it, and variants not adopted "
+             "(EXPERIMENTAL)", "",
+             f"`{command}` ({time.strftime('%Y-%m-%d')}, "
              f"{time.time() - t0:.0f} s on this machine). What each variant is: the script's docstring. "
              + ("" if real else "The real crowds were skipped: ../shared/datasets is absent. "), "",
              to_markdown(df, 3), "",
              "Crowds where a score's AUROC is not above both vote agreement's and Dawid-Skene confidence's:", ""]
     lines += [f"- {c}: {', '.join(v) if v else 'none'}" for c, v in fails.items()]
-    OUT.write_text("\n".join(lines) + "\n")
+    args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-len(fails):]))
-    print(f"-> {OUT}")
+    print(f"-> {args.out}")
     return 0
 
 

@@ -736,17 +736,18 @@ def _oof(X: np.ndarray, q: np.ndarray, folds: int, epochs: int, hidden: int, wei
 
 
 # --------------------------------------------------------------- item quality
-#: Weight of the posteriors (the method's and plain Dawid-Skene's, vs. plain vote agreement) in the ranking
-#: score; measured in benchmarks/quality.py on simulated crowds and the real crowds (docs/benchmarks_quality.md).
+#: Default weight of the posteriors (vs. plain vote agreement) in the ranking score, kept unless the held-out
+#: answers clearly prefer another (:func:`heldout_choice`); measured in benchmarks/quality.py on simulated crowds
+#: and the real crowds (docs/benchmarks_quality.md).
 RANK_POSTERIOR_WEIGHT = 0.95
 _RANK_BLOCK = 1_000_000         # numbers per block of rows in :func:`_rank_score` (8 MB in float64)
 #: Gold items needed before the quality score is calibrated on gold rather than on held-out answers.
 MIN_GOLD_FOR_CALIBRATION = 30
-#: Items with two or more answers needed to hold answers out (:func:`heldout_refit_tau`); below it, and without
+#: Items with two or more answers needed to hold answers out (:func:`heldout_choice`); below it, and without
 #: gold, nothing checks the quality (one answer per item: every worker looks right) and ``calibration`` says so.
 MIN_ITEMS_TO_HOLD_OUT = 10
-UNCHECKED_CALIBRATION = (f"nothing: fewer than {MIN_ITEMS_TO_HOLD_OUT} items have two or more answers, so no answer could be held out "
-                         "and no gold was given; the workers' accuracy cannot be estimated from one answer per "
+UNCHECKED_CALIBRATION = (f"nothing: fewer than {MIN_ITEMS_TO_HOLD_OUT} items have two or more answers, so no "
+                         "answer could be held out and no gold was given; the workers' accuracy cannot be estimated from one answer per "
                          "item, so read the quality as an order only, not as a probability")
 
 
@@ -755,8 +756,10 @@ class QualityScores:
     """Per-item scores behind :func:`item_quality` (all (N,), aligned with the answers' items).
 
     ``consensus`` (codes), ``agreement`` (share of answers equal to it), ``rank_score`` (what orders the
-    items: ``RANK_POSTERIOR_WEIGHT * P(consensus) + (1 - RANK_POSTERIOR_WEIGHT) * agreement``, ``P`` the
-    method's posterior, with a model's probabilities as a second opinion when given; ties between
+    items: ``w * P(consensus) + (1 - w) * agreement``, ``P`` the mean of the method's, plain Dawid-Skene's
+    and a shrunk-matrix posterior, with a model's probabilities as a second opinion when given; ``w`` =
+    ``rank_weight``, ``RANK_POSTERIOR_WEIGHT`` unless the held-out answers chose another, and the shrinkage
+    ``rank_strength``, both by :func:`heldout_choice`; ties between
     saturated posteriors broken by the posterior's log-odds, see :func:`_rank_score`),
     ``quality`` (``rank_score`` mapped to a probability by a logistic fit), ``calibration`` (on what the
     fit was made: ``"gold (n items)"``, ``"held-out answers"``, or ``UNCHECKED_CALIBRATION`` when no gold was
@@ -770,6 +773,8 @@ class QualityScores:
     quality: np.ndarray
     calibration: str
     posterior: CrowdPosterior
+    rank_weight: float = RANK_POSTERIOR_WEIGHT
+    rank_strength: float = float("nan")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -816,13 +821,15 @@ def _platt(x: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float, float
 
 
 def _rank_score(posteriors: list[np.ndarray], cons: np.ndarray, agree: np.ndarray,
-                model_proba: np.ndarray | None, post: CrowdPosterior, sharp: np.ndarray) -> np.ndarray:
-    """The ranking score in logit units (N,): ``logit(w P(cons) + (1 - w) agreement)`` plus a tie-break
-    below 1e-3 from ``sharp``'s log-odds of the consensus (``sharp``: the shrunk-matrix posterior, untempered;
+                model_proba: np.ndarray | None, post: CrowdPosterior, sharp: np.ndarray,
+                rank_weight: float = RANK_POSTERIOR_WEIGHT) -> np.ndarray:
+    """The ranking score in logit units (N,): ``logit(w P(cons) + (1 - w) agreement)``, ``w = rank_weight``, plus
+    a tie-break below 1e-3 from ``sharp``'s log-odds of the consensus (``sharp``: the shrunk-matrix posterior, untempered;
     it still tells 4 unanimous answers from 1 where the method's posterior saturates at 1.0, e.g. majority vote).
 
-    ``P`` is the mean of the ``posteriors``' probabilities of the consensus (the method's and plain
-    Dawid-Skene's); with a model, each is first updated by it: ``log P = log q + weight * (log p_model -
+    ``P`` is the mean of the ``posteriors``' probabilities of the consensus (the method's, plain
+    Dawid-Skene's and, when :func:`heldout_choice` made its choice, the shrunk-matrix posterior); with a
+    model, each is first updated by it: ``log P = log q + post.weight * (log p_model -
     log prior)`` (the model as a second opinion, with the weight chosen on held-out answers by
     :func:`crowd_posterior`).  ``sharp`` may also be given as its log-odds of the consensus (N,)
     (:func:`_consensus_log_odds`).
@@ -854,8 +861,7 @@ def _rank_score(posteriors: list[np.ndarray], cons: np.ndarray, agree: np.ndarra
             lo[sl] = _log_odds_rows(np.clip(sharp[sl], 1e-300, None), c)
         else:
             lo[sl] = sharp[sl]
-    w = RANK_POSTERIOR_WEIGHT
-    score = np.clip(w * p_cons + (1 - w) * agree, 1e-9, 1 - 1e-9)
+    score = np.clip(rank_weight * p_cons + (1 - rank_weight) * agree, 1e-9, 1 - 1e-9)
     return np.log(score) - np.log1p(-score) + 1e-3 * np.tanh(lo / 50.0)
 
 
@@ -894,33 +900,104 @@ def heldout_splits(data: CrowdData, *, folds: int, repeats: int, rng: np.random.
                                              n_workers=data.n_workers, n_classes=data.n_classes, validate=False)
 
 
-def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: int = REFIT_FOLDS,
-                      repeats: int = REFIT_REPEATS, taus: tuple[float, ...] = REFIT_TAUS,
-                      max_items: int = REFIT_MAX_ITEMS, seed: int = 0) -> tuple[float, np.ndarray]:
-    """The tempering ``tau`` of the answers' log-likelihood that best predicts answers the model never saw.
+#: The ranking's third posterior: worker matrices shrunk by ``m * K`` pseudo-answers per row, ``m`` the one of these
+#: whose posterior best predicts the held-out answers (:func:`heldout_choice`).
+RANK_STRENGTHS = (1, 2, 4, 8, 16)
+#: Weights of the posteriors against vote agreement the held-out answers may choose instead of
+#: ``RANK_POSTERIOR_WEIGHT``: one is taken only when its AUROC for "the held-out answer equals the refit's
+#: consensus" beats the default's by ``RANK_WEIGHT_Z`` bootstrap standard errors (``RANK_WEIGHT_BOOTSTRAPS``
+#: resamples), on at least ``RANK_WEIGHT_MIN_ANSWERS`` held-out answers of items with two answers left.
+RANK_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
+RANK_WEIGHT_Z = 1.64
+RANK_WEIGHT_BOOTSTRAPS = 100
+RANK_WEIGHT_MIN_ANSWERS = 100
+
+
+@dataclass
+class HeldoutChoice:
+    """What :func:`heldout_choice` chose on answers the model never saw.
+
+    ``tau`` (the tempering that best predicts them) and ``curve`` (mean held-out log-likelihood per tried tau);
+    ``strength`` (pseudo-answers per row of the ranking's shrunk-matrix posterior) and ``weight`` (of the
+    posteriors against vote agreement in the ranking score, see :func:`_rank_score`).
+    """
+
+    tau: float
+    curve: np.ndarray
+    strength: float
+    weight: float
+
+
+def _auroc_counts(score: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """AUROC of ``score`` for ``y`` (ties count half) under each row of ``counts`` (resampling multiplicities,
+    (B, n)); one sort for all rows."""
+    _, group = np.unique(score, return_inverse=True)
+    G = int(group.max()) + 1
+    out = np.empty(counts.shape[0])
+    for b, c in enumerate(counts):
+        pos = np.bincount(group, weights=c * y, minlength=G)
+        neg = np.bincount(group, weights=c * (1 - y), minlength=G)
+        below = np.cumsum(neg) - neg
+        out[b] = float((pos * (below + 0.5 * neg)).sum() / max(pos.sum() * neg.sum(), 1e-12))
+    return out
+
+
+def _choose_rank_weight(p: np.ndarray, agree: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> float:
+    """The weight of ``RANK_WEIGHTS`` whose score ``w p + (1 - w) agree`` finds the held-out answers that disagree
+    with the consensus best, when clearly better than ``RANK_POSTERIOR_WEIGHT`` (see ``RANK_WEIGHTS``)."""
+    y = y.astype(np.float64)
+    if y.size < RANK_WEIGHT_MIN_ANSWERS or y.min() == y.max():
+        return RANK_POSTERIOR_WEIGHT
+    counts = np.vstack([np.ones(y.size)] + [np.bincount(rng.integers(0, y.size, y.size), minlength=y.size)
+                                            for _ in range(RANK_WEIGHT_BOOTSTRAPS)])
+
+    def aucs(w):
+        return _auroc_counts(w * p + (1 - w) * agree + 1e-6 * p, y, counts)     # the posterior breaks ties
+
+    base = aucs(RANK_POSTERIOR_WEIGHT)
+    best, best_w = base[0], RANK_POSTERIOR_WEIGHT
+    for w in RANK_WEIGHTS:
+        gain = aucs(w) - base
+        if gain[0] > RANK_WEIGHT_Z * gain[1:].std() and base[0] + gain[0] > best:
+            best, best_w = base[0] + gain[0], w
+    return float(best_w)
+
+
+def heldout_choice(data: CrowdData, *, strength: float | None = None, folds: int = REFIT_FOLDS,
+                   repeats: int = REFIT_REPEATS, taus: tuple[float, ...] = REFIT_TAUS,
+                   max_items: int = REFIT_MAX_ITEMS, seed: int = 0) -> HeldoutChoice | None:
+    """Choices made on answers the model never saw: the tempering ``tau`` of the calibrated posterior, and the
+    ranking's shrinkage strength and weight (:class:`HeldoutChoice`).
 
     Label-free.  One answer of every item with two or more answers is held out, the items split in
     ``folds``; for each fold its items' held-out answers are removed, the default truth-inference method
-    (``DEFAULT_METHOD``, gold not used) is refitted on the rest, the shrunk worker matrices (``strength`` pseudo-answers per row, default ``K``) are re-estimated
-    from its soft labels, and each held-out answer ``c`` of worker ``r`` on item ``i`` is scored
-    ``log sum_j q_ij(tau) T[r, j, c]``, ``q_i(tau) ∝ pi * exp(tau * sum_a log T[r_a, :, c_a])`` over the
-    item's remaining answers, the class shares ``pi`` tempered with them (temperature scaling: the most probable
-    class does not change, ``crowd_posterior(..., temper_prior=True)``); ``repeats`` draws of the held-out answers.  Returns the best ``tau`` and the
-    mean held-out log-likelihood per ``tau``.
+    (``DEFAULT_METHOD``, gold not used) and plain Dawid-Skene are refitted on the rest, the shrunk worker
+    matrices (``strength`` pseudo-answers per row, default ``K``, and its ``RANK_STRENGTHS`` multiples) are
+    re-estimated from the method's soft labels, and each held-out answer ``c`` of worker ``r`` on item ``i`` is
+    scored ``log sum_j q_ij(tau) T[r, j, c]``, ``q_i(tau) ∝ pi * exp(tau * sum_a log T[r_a, :, c_a])`` over the
+    item's remaining answers, the class shares ``pi`` tempered with them (temperature scaling: the most
+    probable class does not change, ``crowd_posterior(..., temper_prior=True)``); ``repeats`` draws of the
+    held-out answers.
+
+    - ``tau``: the best of ``taus`` at ``strength``; ``curve`` the mean held-out log-likelihood per ``tau``.
+    - ``strength``: the multiple of ``strength`` whose untempered posterior predicts the held-out answers best
+      (sparse crowds with noisy matrices want more shrinkage).
+    - ``weight``: see ``RANK_WEIGHTS``; the score of a held-out answer is the refit's mean probability of its
+      item's consensus under the three posteriors, and the share of the item's remaining answers that gave it.
 
     Unlike the choice :func:`crowd_posterior` makes by itself (each answer left out of its item's posterior
     but not of the soft labels and worker matrices it is scored with, which have seen it), here the model
     never saw the held-out answers: a worker's matrix fitted on an answer predicts that answer too well and
     rewards sharp posteriors, so the in-sample choice stays at ``tau`` near 1 where the refit finds 0.25-0.75
-    on the real crowds (docs/quality.md, "Label-free calibration").  Returns ``(nan, empty)`` (no choice) when
-    fewer than ``MIN_ITEMS_TO_HOLD_OUT`` items have two answers or above ``RELABEL_POOL_MAX_CLASSES`` classes.
+    on the real crowds (docs/quality.md, "Label-free calibration").  Returns None (no choice) when fewer than
+    ``MIN_ITEMS_TO_HOLD_OUT`` items have two answers or above ``RELABEL_POOL_MAX_CLASSES`` classes.
     """
     from .inference import DEFAULT_METHOD, get_method
     data = as_crowd_data(data)
     N, K = data.n_items, data.n_classes
     n_per = data.answers_per_item()
     if K > RELABEL_POOL_MAX_CLASSES or int((n_per >= 2).sum()) < MIN_ITEMS_TO_HOLD_OUT:
-        return float("nan"), np.zeros(0)
+        return None
     rng = np.random.default_rng(seed)
     item, worker, label = data.item, data.worker, data.label
     if N > max_items:                                   # a seeded sample of items, with all their answers
@@ -933,6 +1010,9 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
     s = float(K if strength is None else strength)
     taus_arr = np.asarray(taus, dtype=np.float64)
     sums = np.zeros(taus_arr.size)
+    strength_sums = np.zeros(len(RANK_STRENGTHS))
+    held_p = [[] for _ in RANK_STRENGTHS]
+    held_agree, held_same, held_left = [], [], []
     count = 0
     small = item.size <= REFIT_SMALL_ANSWERS
     if not small:
@@ -942,18 +1022,42 @@ def heldout_refit_tau(data: CrowdData, *, strength: float | None = None, folds: 
                                    validate=False)
     for out, rest in heldout_splits(sample, folds=folds, repeats=repeats, rng=rng):
         q = get_method(DEFAULT_METHOD, use_gold=False, **refit_options).fit(rest).proba_array_
-        T = _shrunk_matrices(rest, q, s)
-        _, L = _answer_loglik(rest, np.log(np.clip(T, _EPS, None)))
+        q_ds = get_method("dawid_skene", use_gold=False, **refit_options).fit(rest).proba_array_
         prior = q.mean(axis=0) + 1e-6
         log_prior = np.log(prior / prior.sum())
         it = item[out]
-        col = T[worker[out], :, label[out]]           # P(held-out answer | true j)
-        for k, t in enumerate(taus_arr):
-            qh = _softmax(t * (log_prior[None] + L[it]))
-            sums[k] += float(np.log(np.clip((qh * col).sum(axis=1), _EPS, None)).sum())
+        cons = q.argmax(axis=1)
+        c, rows = cons[it], np.arange(it.size)
+        for m, mult in enumerate(RANK_STRENGTHS):
+            T = _shrunk_matrices(rest, q, mult * s)
+            _, L = _answer_loglik(rest, np.log(np.clip(T, _EPS, None)))
+            col = T[worker[out], :, label[out]]           # P(held-out answer | true j)
+            if mult == 1:
+                for k, t in enumerate(taus_arr):
+                    qh = _softmax(t * (log_prior[None] + L[it]))
+                    sums[k] += float(np.log(np.clip((qh * col).sum(axis=1), _EPS, None)).sum())
+            qh = _softmax(log_prior[None] + L[it])
+            strength_sums[m] += float(np.log(np.clip((qh * col).sum(axis=1), _EPS, None)).sum())
+            held_p[m].append((q[it, c] + q_ds[it, c] + qh[rows, c]) / 3)
+        left = rest.answers_per_item()[it]
+        same = np.bincount(rest.item, weights=rest.label == cons[rest.item], minlength=N)[it]
+        held_agree.append(same / np.maximum(left, 1))
+        held_same.append(label[out] == c)
+        held_left.append(left)
         count += out.size
     curve = sums / max(count, 1)
-    return float(taus_arr[int(np.argmax(curve))]), curve
+    best = int(np.argmax(strength_sums))
+    two = np.concatenate(held_left) >= 2
+    weight = _choose_rank_weight(np.concatenate(held_p[best])[two], np.concatenate(held_agree)[two],
+                                 np.concatenate(held_same)[two], rng)
+    return HeldoutChoice(tau=float(taus_arr[int(np.argmax(curve))]), curve=curve,
+                         strength=float(RANK_STRENGTHS[best] * s), weight=weight)
+
+
+def heldout_refit_tau(data: CrowdData, **options) -> tuple[float, np.ndarray]:
+    """``(tau, curve)`` of :func:`heldout_choice` (same options), ``(nan, empty)`` when it makes no choice."""
+    choice = heldout_choice(data, **options)
+    return (float("nan"), np.zeros(0)) if choice is None else (choice.tau, choice.curve)
 
 
 def _log_odds_rows(others: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -1003,10 +1107,9 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
     q0 = np.asarray(soft_labels, dtype=np.float64)
     N, K = data.n_items, data.n_classes
     lik = answer_likelihood(data, q0)                # the answers' likelihood, shared by both posteriors
-    refit_tau = float("nan")
-    if heldout_refit and not (use_gold and data.gold is not None
-                              and int((data.gold >= 0).sum()) >= MIN_GOLD_FOR_CALIBRATION):
-        refit_tau, _ = heldout_refit_tau(data, seed=seed)
+    gold_calibrated = use_gold and data.gold is not None and int((data.gold >= 0).sum()) >= MIN_GOLD_FOR_CALIBRATION
+    choice = heldout_choice(data, seed=seed) if heldout_refit else None
+    refit_tau = choice.tau if choice is not None and not gold_calibrated else float("nan")
     cons = q0.argmax(axis=1)
     sharp_lo = None
     if model_proba is None and lik.compact and not np.isfinite(refit_tau):
@@ -1036,7 +1139,12 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
     if reference.shape != (N, K):
         raise CrowdDataError(f"the reference posterior must have shape (items={N}, classes={K}), "
                              f"got {reference.shape}.")
-    x = _rank_score([q0, reference], cons, agree, model_proba, post, sharp_lo)
+    posteriors, weight = [q0, reference], RANK_POSTERIOR_WEIGHT
+    if choice is not None:          # the shrunk-matrix posterior at the strength the held-out answers chose
+        posteriors.append(crowd_posterior(data, q0, strength=choice.strength, tau=1.0, overdispersion=0.0,
+                                          seed=seed).proba)
+        weight = choice.weight
+    x = _rank_score(posteriors, cons, agree, model_proba, post, sharp_lo, weight)
     rank = _sigmoid(x)
     gold = data.gold if data.gold is not None else np.full(N, -1)
     known = np.flatnonzero(gold >= 0)
@@ -1051,7 +1159,8 @@ def quality_scores(data: CrowdData, soft_labels: np.ndarray, model_proba: np.nda
     quality = _sigmoid(a * x + b)
     agree_nan = np.where(n > 0, agree, np.nan)
     return QualityScores(consensus=cons, agreement=agree_nan, rank_score=rank, quality=quality,
-                         calibration=how, posterior=post)
+                         calibration=how, posterior=post, rank_weight=weight,
+                         rank_strength=choice.strength if choice is not None else float("nan"))
 
 
 def item_quality(data: CrowdData, soft_labels: np.ndarray, run: RunView | None = None, *,

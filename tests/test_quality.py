@@ -294,7 +294,8 @@ def test_overdispersion_refit_sees_the_correlation_the_consensus_hides():
 def test_label_free_calibration_tempers_on_answers_the_model_never_saw():
     """Sparse answers (2-3 per item, 8 classes) and workers erring together: the in-sample choice of the tempering
     keeps the posteriors over-confident; the refits on held-out answers bring the mean quality closer to the
-    consensus accuracy, without changing the order of the items."""
+    consensus accuracy, and their choice of ranking finds the wrong labels better than vote agreement (seed 1:
+    the fixed ranking did worse than agreement)."""
     for seed in (1, 2):
         s = simulate_crowd(n_items=1500, n_classes=8, n_workers=60, answers_per_item=(2, 3), instance_noise=0.8,
                            n_features=0, seed=seed)
@@ -304,7 +305,12 @@ def test_label_free_calibration_tempers_on_answers_the_model_never_saw():
         accuracy = (q.argmax(1) == s.truth).mean()
         assert new.posterior.tau < old.posterior.tau
         assert abs(new.quality.mean() - accuracy) < abs(old.quality.mean() - accuracy) - 0.03
-        np.testing.assert_array_equal(new.rank_score, old.rank_score)       # the same ranking (same AUROC)
+        wrong = q.argmax(1) != s.truth
+        auc_new, auc_old = _auroc(-new.rank_score, wrong), _auroc(-old.rank_score, wrong)
+        auc_agree = _auroc(-np.nan_to_num(new.agreement), wrong)
+        assert auc_new > auc_agree + 0.01 and auc_new >= auc_old
+        if seed == 1:
+            assert auc_old < auc_agree and new.rank_weight < quality.RANK_POSTERIOR_WEIGHT
     tiny = CrowdData.from_arrays(np.arange(6), np.zeros(6, dtype=int), np.arange(6) % 2, n_items=6,
                                  n_workers=1, n_classes=2)
     tau, curve = quality.heldout_refit_tau(tiny)                            # no item with two answers: no choice
@@ -331,3 +337,39 @@ def test_refitted_tempering_keeps_the_consensus_the_most_probable_class():
     untempered = quality.crowd_posterior(data, q, tau=sc.posterior.tau, overdispersion=sc.posterior.overdispersion)
     moved = (sc.posterior.proba.argmax(1) != cons).mean()
     assert moved <= 0.02 and moved < (untempered.proba.argmax(1) != cons).mean()
+
+
+def test_auroc_counts_matches_ranks_with_ties_and_resampling():
+    rng = np.random.default_rng(0)
+    score = rng.integers(0, 5, 300).astype(float)            # many ties
+    y = (rng.random(300) < 0.3 + 0.1 * score).astype(float)
+    pick = rng.integers(0, 300, 300)
+    counts = np.vstack([np.ones(300), np.bincount(pick, minlength=300)])
+    got = quality._auroc_counts(score, y, counts)
+    assert got[0] == pytest.approx(_auroc(score, y.astype(bool)))
+    assert got[1] == pytest.approx(_auroc(score[pick], y[pick].astype(bool)))     # = the resampled rows
+
+
+def test_rank_weight_moves_only_on_clear_evidence():
+    rng = np.random.default_rng(1)
+    agree = rng.random(2000)
+    y = rng.random(2000) < agree                              # agreement predicts, the posterior is noise
+    p = rng.random(2000)
+    w = quality._choose_rank_weight(p, agree, y, np.random.default_rng(0))
+    assert w < 0.5
+    y2 = rng.random(2000) < p                                 # the posterior predicts: keep the default
+    assert quality._choose_rank_weight(p, agree, y2, np.random.default_rng(0)) == quality.RANK_POSTERIOR_WEIGHT
+    few = slice(0, quality.RANK_WEIGHT_MIN_ANSWERS - 1)      # too few held-out answers: the default
+    assert quality._choose_rank_weight(p[few], agree[few], y[few], np.random.default_rng(0)) \
+        == quality.RANK_POSTERIOR_WEIGHT
+
+
+def test_heldout_choice_strength_and_weight():
+    s = simulate_crowd(n_items=800, n_classes=4, n_workers=20, answers_per_item=(3, 5), gold_fraction=0.0, seed=2)
+    choice = quality.heldout_choice(s.data)
+    assert choice.strength / 4 in quality.RANK_STRENGTHS
+    assert choice.weight in (*quality.RANK_WEIGHTS, quality.RANK_POSTERIOR_WEIGHT)
+    tau, curve = quality.heldout_refit_tau(s.data)
+    assert (tau, curve.tolist()) == (choice.tau, choice.curve.tolist())
+    sc = quality.quality_scores(s.data, get_method("dawid_skene").fit(s.data).proba_array_)
+    assert (sc.rank_weight, sc.rank_strength) == (choice.weight, choice.strength)
