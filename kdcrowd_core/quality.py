@@ -963,6 +963,11 @@ def _choose_rank_weight(p: np.ndarray, agree: np.ndarray, y: np.ndarray, rng: np
     return float(best_w)
 
 
+def _loglik_sum(q: np.ndarray, col: np.ndarray) -> float:
+    """Summed log-probability of held-out answers: ``sum_i log sum_j q_ij col_ij`` (``col``: P(answer | true j))."""
+    return float(np.log(np.clip((q * col).sum(axis=1), _EPS, None)).sum())
+
+
 def heldout_choice(data: CrowdData, *, strength: float | None = None, folds: int = REFIT_FOLDS,
                    repeats: int = REFIT_REPEATS, taus: tuple[float, ...] = REFIT_TAUS,
                    max_items: int = REFIT_MAX_ITEMS, seed: int = 0) -> HeldoutChoice | None:
@@ -1023,8 +1028,7 @@ def heldout_choice(data: CrowdData, *, strength: float | None = None, folds: int
     for out, rest in heldout_splits(sample, folds=folds, repeats=repeats, rng=rng):
         q = get_method(DEFAULT_METHOD, use_gold=False, **refit_options).fit(rest).proba_array_
         q_ds = get_method("dawid_skene", use_gold=False, **refit_options).fit(rest).proba_array_
-        prior = q.mean(axis=0) + 1e-6
-        log_prior = np.log(prior / prior.sum())
+        log_prior = np.log(_class_prior(q))
         it = item[out]
         cons = q.argmax(axis=1)
         c, rows = cons[it], np.arange(it.size)
@@ -1034,10 +1038,9 @@ def heldout_choice(data: CrowdData, *, strength: float | None = None, folds: int
             col = T[worker[out], :, label[out]]           # P(held-out answer | true j)
             if mult == 1:
                 for k, t in enumerate(taus_arr):
-                    qh = _softmax(t * (log_prior[None] + L[it]))
-                    sums[k] += float(np.log(np.clip((qh * col).sum(axis=1), _EPS, None)).sum())
+                    sums[k] += _loglik_sum(_softmax(t * (log_prior[None] + L[it])), col)
             qh = _softmax(log_prior[None] + L[it])
-            strength_sums[m] += float(np.log(np.clip((qh * col).sum(axis=1), _EPS, None)).sum())
+            strength_sums[m] += _loglik_sum(qh, col)
             held_p[m].append((q[it, c] + q_ds[it, c] + qh[rows, c]) / 3)
         left = rest.answers_per_item()[it]
         same = np.bincount(rest.item, weights=rest.label == cons[rest.item], minlength=N)[it]
